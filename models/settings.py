@@ -1,0 +1,54 @@
+"""Settings in one place: defaults overridable by environment variables (PTLLM_*)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    # A Hugging Face Space with persistent storage mounts /data: cache models there across restarts.
+    if os.environ.get("SPACE_ID") and Path("/data").is_dir() and os.access("/data", os.W_OK):
+        return Path("/data/pt-llm-compare")
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "pt-llm-compare"
+
+
+def _env(name: str, default, cast=str):
+    value = os.environ.get(f"PTLLM_{name}")
+    return default if value in (None, "") else cast(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(_env("HOME", str(_default_home()))).expanduser())
+    default_model: str = field(default_factory=lambda: _env("DEFAULT_MODEL", "qwen2.5-0.5b-instruct"))
+    n_ctx: int = field(default_factory=lambda: _env("N_CTX", 4096, int))
+    n_threads: int = field(default_factory=lambda: _env("N_THREADS", os.cpu_count() or 2, int))
+    # -1 = offload every layer when llama.cpp was built with a GPU backend; 0 = CPU only.
+    n_gpu_layers: int = field(default_factory=lambda: _env("N_GPU_LAYERS", -1, int))
+    max_tokens: int = field(default_factory=lambda: _env("MAX_TOKENS", 256, int))
+    temperature: float = field(default_factory=lambda: _env("TEMPERATURE", 0.2, float))
+    seed: int = field(default_factory=lambda: _env("SEED", 42, int))
+    max_question_chars: int = field(default_factory=lambda: _env("MAX_QUESTION_CHARS", 4000, int))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.home / "downloads"
+
+    @property
+    def user_registry(self) -> Path:
+        """Models added at run time (e.g. fine-tune exports) live here, not in the repo."""
+        return self.home / "registry.json"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
