@@ -82,8 +82,13 @@ def gpu_available() -> bool:
 
 
 def load_model(ref: str | os.PathLike | ModelSpec | None = None, *, n_ctx: int | None = None,
-               n_gpu_layers: int | None = None, progress: bool = False, **llama_kwargs) -> LoadedModel:
-    """Load (or return the cached) model for `ref`; fetches the GGUF first when needed."""
+               n_gpu_layers: int | None = None, progress: bool = False, instance: str = "shared",
+               **llama_kwargs) -> LoadedModel:
+    """Load (or return the cached) model for `ref`; fetches the GGUF first when needed.
+
+    `instance` names a separate copy of the same file (its own lock and KV cache), so that e.g. the
+    base and RAG columns of the app can stream at the same time instead of queueing on one lock.
+    """
     s = get_settings()
     spec = resolve(ref)
     path = fetch(spec, progress=progress)
@@ -93,7 +98,7 @@ def load_model(ref: str | os.PathLike | ModelSpec | None = None, *, n_ctx: int |
         n_ctx = min(n_ctx, info.context_length)
     if n_gpu_layers is None:
         n_gpu_layers = s.n_gpu_layers if gpu_available() else 0
-    key = (str(path), n_ctx, n_gpu_layers, tuple(sorted(llama_kwargs.items())))
+    key = (str(path), n_ctx, n_gpu_layers, instance, tuple(sorted(llama_kwargs.items())))
     with _cache_lock:
         if key in _cache and _cache[key].llm is not None:
             return _cache[key]

@@ -30,10 +30,18 @@ class Settings:
     n_threads: int = field(default_factory=lambda: _env("N_THREADS", os.cpu_count() or 2, int))
     # -1 = offload every layer when llama.cpp was built with a GPU backend; 0 = CPU only.
     n_gpu_layers: int = field(default_factory=lambda: _env("N_GPU_LAYERS", -1, int))
+    # Name under which `python -m finetune export` registers the default fine-tune.
+    finetuned_model: str = field(default_factory=lambda: _env("FINETUNED_MODEL", "qwen2.5-0.5b-ptwiki"))
+    rag_store: Path | None = field(default_factory=lambda: Path(_env("RAG_STORE", "")).expanduser() if _env("RAG_STORE", "") else None)
     max_tokens: int = field(default_factory=lambda: _env("MAX_TOKENS", 256, int))
     temperature: float = field(default_factory=lambda: _env("TEMPERATURE", 0.2, float))
     seed: int = field(default_factory=lambda: _env("SEED", 42, int))
     max_question_chars: int = field(default_factory=lambda: _env("MAX_QUESTION_CHARS", 4000, int))
+
+    @property
+    def store_dir(self) -> Path:
+        """The default RAG store (chromadb + BM25) built from the shipped corpus."""
+        return self.rag_store or self.home / "stores" / "wiki_pt"
 
     @property
     def models_dir(self) -> Path:
