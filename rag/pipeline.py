@@ -1,0 +1,147 @@
+"""Retrieval-augmented answers with numbered citations, through the project's llama.cpp runtime."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from models.errors import ProjectError
+from models.runtime import ChatStream, GenStats, LoadedModel, load_model, stream_chat, validate_question
+from models.settings import REPO_ROOT, get_settings
+
+from .retrieve import open_store, search
+from .store import Hit
+
+NOT_FOUND = "Não encontrei essa informação nas fontes."
+DEFAULT_CORPUS = REPO_ROOT / "data" / "wiki_pt"
+# Minimum cosine similarity (query vs best passage) to answer at all; calibrated with
+# `python -m rag bench` on the shipped QA set (answerable) vs the general questions (not in the corpus).
+DEFAULT_MIN_SIMILARITY = float(os.environ.get("PTLLM_RAG_MIN_SIMILARITY", "0.84"))
+MAX_PASSAGE_WORDS = 160
+
+RAG_SYSTEM_PROMPT = (
+    "Você é um assistente que responde em português do Brasil usando somente as fontes numeradas fornecidas. "
+    "Responda de forma curta e direta e cite as fontes usadas no formato [1], [2]. "
+    f"Se as fontes não contiverem a resposta, responda exatamente: \"{NOT_FOUND}\""
+)
+
+
+@dataclass
+class RagAnswer:
+    answer: str
+    sources: list[Hit]
+    stats: GenStats
+    retrieval_s: float
+    found: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"answer": self.answer, "found": self.found,
+                "sources": [dict(h.to_dict(), n=i + 1) for i, h in enumerate(self.sources)],
+                "timings": {"retrieval_s": round(self.retrieval_s, 4), **self.stats.to_dict()}}
+
+
+class _FixedStream:
+    """A stream that yields a canned answer (used when retrieval finds nothing relevant)."""
+
+    def __init__(self, text: str, model: LoadedModel | None = None):
+        self.text, self.model, self.stats = "", model, GenStats(finish_reason="not_found")
+        self._answer = text
+
+    def __iter__(self) -> Iterator[str]:
+        self.text = self._answer
+        yield self._answer
+
+
+def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: int,
+                  history: list[dict] | None = None) -> tuple[list[dict], list[Hit]]:
+    """The prompt: numbered passages that fit the context window (best first), then the question."""
+    budget = lm.n_ctx - max_tokens - lm.count_tokens(RAG_SYSTEM_PROMPT) - lm.count_tokens(question) - 64
+    budget -= sum(lm.count_tokens(m["content"]) + 8 for m in history or [])
+    used, blocks = [], []
+    for hit in hits:
+        words = hit.text.split()
+        text = " ".join(words[:MAX_PASSAGE_WORDS]) + (" …" if len(words) > MAX_PASSAGE_WORDS else "")
+        block = f"[{len(used) + 1}] {hit.title}: {text}"
+        cost = lm.count_tokens(block) + 2
+        if cost > budget:
+            break
+        budget -= cost
+        used.append(hit)
+        blocks.append(block)
+    sources = "\n\n".join(blocks)
+    user = f"Fontes:\n{sources}\n\nPergunta: {question}\nResponda com base nas fontes e cite-as com [n]."
+    messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT}, *(history or []), {"role": "user", "content": user}]
+    return messages, used
+
+
+def retrieve(question: str, store, k: int = 4, mode: str = "hybrid") -> tuple[list[Hit], float]:
+    t0 = time.perf_counter()
+    hits = search(question, store, k=k, mode=mode)
+    return hits, time.perf_counter() - t0
+
+
+def is_relevant(hits: list[Hit], min_similarity: float = DEFAULT_MIN_SIMILARITY) -> bool:
+    return bool(hits) and max((h.dense or 0.0) for h in hits) >= min_similarity
+
+
+def rag_stream(lm: LoadedModel, question: str, store=None, k: int = 4, history: list[dict] | None = None,
+               max_tokens: int | None = None, temperature: float | None = None, mode: str = "hybrid",
+               min_similarity: float = DEFAULT_MIN_SIMILARITY, **gen_kwargs) -> tuple[ChatStream, list[Hit]]:
+    """Retrieve, then return (stream of the answer, the sources as numbered in the prompt)."""
+    question = validate_question(question)
+    store = store if store is not None else get_settings().store_dir
+    hits, retrieval_s = retrieve(question, store, k=k, mode=mode)
+    if not is_relevant(hits, min_similarity):
+        stream = _FixedStream(NOT_FOUND, lm)
+        stream.retrieval_s = retrieval_s
+        return stream, []
+    max_tokens = max_tokens or get_settings().max_tokens
+    messages, used = build_context(lm, question, hits, max_tokens, history)
+    if not used:
+        raise ProjectError("as fontes recuperadas não cabem no contexto do modelo",
+                           hint="reduza 'máx. de tokens' ou use um modelo com contexto maior")
+    stream = stream_chat(lm, messages, max_tokens=max_tokens, temperature=temperature, **gen_kwargs)
+    stream.retrieval_s = retrieval_s
+    return stream, used
+
+
+def ask(question: str, store=None, model: str | None = None, k: int = 4, max_tokens: int | None = None,
+        temperature: float | None = 0.0, mode: str = "hybrid", on_token=None, **kwargs) -> RagAnswer:
+    """Answer `question` from the store with citations; `on_token` receives streamed pieces."""
+    lm = load_model(model)
+    stream, sources = rag_stream(lm, question, store, k=k, max_tokens=max_tokens, temperature=temperature,
+                                 mode=mode, **kwargs)
+    for piece in stream:
+        if on_token:
+            on_token(piece)
+    return RagAnswer(stream.text, sources, stream.stats, getattr(stream, "retrieval_s", 0.0),
+                     found=bool(sources))
+
+
+def sources_markdown(sources: list[Hit]) -> str:
+    """Sources as the app shows them: number, linked title, relevance, and the passage."""
+    if not sources:
+        return "_Nenhuma fonte relevante encontrada._"
+    lines = ["**Fontes**"]
+    for i, h in enumerate(sources, 1):
+        snippet = " ".join(h.text.split()[:60])
+        sim = f"similaridade {h.dense:.2f}" if h.dense is not None else ""
+        lines.append(f"**[{i}] [{h.title}]({h.url})** · {sim} · RRF {h.score:.4f}\n> {snippet}…")
+    return "\n\n".join(lines)
+
+
+def prepare_default_store(progress: bool = True, corpus: Path = DEFAULT_CORPUS, store_dir: Path | None = None):
+    """Build (or bring up to date) the default index over the shipped corpus; fast when nothing changed."""
+    from .store import ingest
+
+    store_dir = store_dir or get_settings().store_dir
+    if not corpus.exists():
+        raise ProjectError(f"corpus não encontrado em {corpus}", hint="o repositório está incompleto?")
+    report = ingest(corpus, store_dir, progress=progress)
+    if progress and report.chunks_added:
+        print(f"    {report.chunks_added} passagens novas indexadas em {report.seconds:.0f} s", file=sys.stderr)
+    return report
