@@ -54,7 +54,7 @@ class Settings:
     @property
     def user_registry(self) -> Path:
         """Models added at run time (e.g. fine-tune exports) live here, not in the repo."""
-        return self.home / "registry.json"
+        return Path(_env("REGISTRY", str(self.home / "registry.json"))).expanduser()
 
 
 @lru_cache(maxsize=1)
