@@ -19,6 +19,7 @@ run: setup
 	$(PY) app.py --host $(HOST) --port $(PORT)
 
 test: setup
+	@bash scripts/ensure_chromium.sh
 	$(PY) -m models fetch smollm2-135m-instruct --quiet
 	$(PY) -m pytest
 
