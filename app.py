@@ -122,6 +122,36 @@ def answer(variant: Variant, question: str, history: list[dict], temperature: fl
         yield history, "erro", sources_md
 
 
+def ready_variants() -> list[Variant]:
+    return [v for v in variants() if v.missing() is None]
+
+
+REPORTS = [
+    ("Estudo: base × fine-tune × RAG", "evaluation/results"),
+    ("Quantização", "quantize/results"),
+    ("RAG: recuperação e respostas", "rag/results"),
+    ("Fine-tune: antes × depois", "finetune/results"),
+]
+
+
+def collect_reports() -> list[tuple[str, str, list[str]]]:
+    """(title, markdown, png paths) for every committed report that exists."""
+    from models.settings import REPO_ROOT
+
+    out = []
+    for title, folder in REPORTS:
+        base = REPO_ROOT / folder
+        if not base.exists():
+            continue
+        mds = sorted(base.rglob("*.md"))
+        pngs = [str(p) for p in sorted(base.rglob("*.png"))]
+        if not mds and not pngs:
+            continue
+        text = "\n\n".join(m.read_text(encoding="utf-8") for m in mds)
+        out.append((title, text, pngs))
+    return out
+
+
 def build_ui():
     import gradio as gr
 
@@ -163,7 +193,93 @@ def build_ui():
             stop.click(None, cancels=events)
             clear.click(lambda: [[]] * len(outputs) + [""] * len(outputs),
                         outputs=[o[1] for o in outputs] + [o[2] for o in outputs], queue=False)
+        build_arena_tab(gr)
+        build_reports_tab(gr)
     return demo
+
+
+def build_arena_tab(gr):
+    """Two anonymous variants answer; the user votes; identities are revealed after the vote."""
+    import random
+
+    from evaluation.arena import OUTCOMES, leaderboard, read_votes, record_vote
+
+    by_key = {v.key: v for v in variants()}
+
+    def board():
+        rows = leaderboard(read_votes())
+        cols = ["variante", "rating", "ic95_baixo", "ic95_alto", "elo", "votos", "vitórias"]
+        return [[r[c] for c in cols] for r in rows]
+
+    with gr.Tab("Arena"):
+        gr.Markdown("Dois variantes anônimos respondem à mesma pergunta. Vote no melhor; os nomes aparecem depois do voto.")
+        with gr.Row():
+            q = gr.Textbox(label="Pergunta", scale=5, elem_id="arena-pergunta")
+            go = gr.Button("Perguntar", variant="primary", scale=1, elem_id="arena-perguntar")
+        pair = gr.State({})
+        with gr.Row():
+            chat_a = gr.Chatbot(label="Modelo A", height=320, elem_id="arena-a")
+            chat_b = gr.Chatbot(label="Modelo B", height=320, elem_id="arena-b")
+        with gr.Row():
+            vote_buttons = {key: gr.Button(label, interactive=False, elem_id=f"voto-{key}") for key, label in OUTCOMES.items()}
+        reveal = gr.Markdown(elem_id="arena-revelacao")
+        table = gr.Dataframe(headers=["variante", "rating", "ic95_baixo", "ic95_alto", "elo", "votos", "vitórias"],
+                             value=board, label="Classificação (Bradley–Terry, IC 95 % por bootstrap; Elo online)",
+                             interactive=False)
+
+        def pick(question):
+            ready = [v.key for v in ready_variants()]
+            if len(ready) < 2:
+                return {}, "⚠️ A arena precisa de pelo menos dois variantes prontos.", [], [], *[gr.update(interactive=False)] * 4
+            a, b = random.sample(ready, 2)
+            return {"a": a, "b": b, "voted": False}, "", [], [], *[gr.update(interactive=False)] * 4
+
+        def stream(side):
+            def run(question, state, _side=side):
+                if not state:
+                    yield []
+                    return
+                v = by_key[state[_side]]
+                for history, _, _ in answer(v, question, [], get_settings().temperature, get_settings().max_tokens, 4):
+                    yield history
+            return run
+
+        def enable(state):
+            return [gr.update(interactive=bool(state))] * 4
+
+        picked = gr.on([go.click, q.submit], pick, inputs=q,
+                       outputs=[pair, reveal, chat_a, chat_b, *vote_buttons.values()], queue=False)
+        sa = picked.then(stream("a"), inputs=[q, pair], outputs=chat_a, concurrency_id="col-base")
+        sb = picked.then(stream("b"), inputs=[q, pair], outputs=chat_b, concurrency_id="col-rag")
+        sa.then(enable, inputs=pair, outputs=list(vote_buttons.values()))
+
+        for outcome, button in vote_buttons.items():
+            def vote(question, state, ha, hb, _outcome=outcome):
+                if not state or state.get("voted"):
+                    return state, "Faça uma nova pergunta para votar de novo.", board(), *[gr.update(interactive=False)] * 4
+                record_vote(by_key[state["a"]].title, by_key[state["b"]].title, _outcome, question,
+                            _text(ha[-1]["content"]) if ha else "", _text(hb[-1]["content"]) if hb else "")
+                state = dict(state, voted=True)
+                msg = (f"Voto registrado: **{OUTCOMES[_outcome]}**. Modelo A = **{by_key[state['a']].title}**, "
+                       f"Modelo B = **{by_key[state['b']].title}**.")
+                return state, msg, board(), *[gr.update(interactive=False)] * 4
+
+            button.click(vote, inputs=[q, pair, chat_a, chat_b],
+                         outputs=[pair, reveal, table, *vote_buttons.values()], concurrency_limit=4)
+
+
+def build_reports_tab(gr):
+    """The committed reports (study, quantization, RAG, fine-tune) as tables and plots."""
+    with gr.Tab("Avaliação"):
+        reports = collect_reports()
+        if not reports:
+            gr.Markdown("Nenhum relatório ainda. Rode `python -m quantize evaluate`, `python -m rag bench` ou "
+                        "`python -m finetune evaluate` para gerar.")
+        for title, text, pngs in reports:
+            with gr.Accordion(title, open=False):
+                gr.Markdown(text)
+                if pngs:
+                    gr.Gallery(value=pngs, columns=2, height="auto", label=title)
 
 
 def prepare(progress: bool = True) -> None:
