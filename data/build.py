@@ -4,7 +4,7 @@
 
 Reads sources/wiki_pt/<family>.jsonl ({id, url, title, text}) and sources/qa/*.jsonl (3 questions per
 article; general.jsonl holds the general questions) and writes wiki_pt/train-00000-of-00001.parquet,
-qa/{train,test,general}.jsonl, families.json and the families table in README.md.
+qa/{train,test,general}.jsonl, mc/ptwiki_mc.jsonl, families.json and the families table in README.md.
 """
 from __future__ import annotations
 
@@ -146,6 +146,13 @@ def general_questions(qa_dir: Path) -> list[dict]:
     return rows
 
 
+def mc_items(test: list[dict], general: list[dict]) -> list[dict]:
+    """Four-option items for the log-likelihood task (evaluation/mc.py), one per test and general question."""
+    from evaluation.mc import build_items
+
+    return build_items(test, general)
+
+
 def jsonl_bytes(rows: list[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
@@ -193,6 +200,7 @@ def build(sources: Path, out: Path) -> dict:
         out / "qa" / "train.jsonl": jsonl_bytes(train),
         out / "qa" / "test.jsonl": jsonl_bytes(test),
         out / "qa" / "general.jsonl": jsonl_bytes(general),
+        out / "mc" / "ptwiki_mc.jsonl": jsonl_bytes(mc_items(test, general)),
         out / "families.json": (json.dumps(families, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode(),
     }
     readme = update_readme(out / "README.md", families)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from models.errors import ProjectError
+from models.prompts import DEFAULT_SYSTEM_PROMPT
 from models.runtime import ChatStream, GenStats, LoadedModel, load_model, stream_chat, validate_question
 from models.settings import REPO_ROOT, get_settings
 
@@ -22,10 +23,12 @@ DEFAULT_CORPUS = REPO_ROOT / "data" / "wiki_pt"
 DEFAULT_MIN_SIMILARITY = float(os.environ.get("PTLLM_RAG_MIN_SIMILARITY", "0.84"))
 MAX_PASSAGE_WORDS = 160
 
-RAG_SYSTEM_PROMPT = (
-    "Você é um assistente que responde em português do Brasil usando somente as fontes numeradas fornecidas. "
-    "Responda de forma curta e direta e cite as fontes usadas no formato [1], [2]. "
-    f"Se as fontes não contiverem a resposta, responda exatamente: \"{NOT_FOUND}\""
+# The system prompt is the one every variant uses (models.prompts), so base, fine-tuned and RAG prompts
+# differ only by the retrieved passages and the instruction on how to use them, in the user turn.
+RAG_SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT
+RAG_INSTRUCTION = (
+    "Responda com base somente nas fontes acima, de forma curta e direta, e cite as fontes usadas no formato "
+    f"[1], [2]. Se as fontes não contiverem a resposta, responda exatamente: \"{NOT_FOUND}\""
 )
 
 
@@ -59,7 +62,8 @@ class _FixedStream:
 def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: int,
                   history: list[dict] | None = None) -> tuple[list[dict], list[Hit]]:
     """The prompt: numbered passages that fit the context window (best first), then the question."""
-    budget = lm.n_ctx - max_tokens - lm.count_tokens(RAG_SYSTEM_PROMPT) - lm.count_tokens(question) - 64
+    budget = (lm.n_ctx - max_tokens - lm.count_tokens(RAG_SYSTEM_PROMPT) - lm.count_tokens(question)
+              - lm.count_tokens(RAG_INSTRUCTION) - 64)
     budget -= sum(lm.count_tokens(m["content"]) + 8 for m in history or [])
     used, blocks = [], []
     for hit in hits:
@@ -73,7 +77,7 @@ def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: i
         used.append(hit)
         blocks.append(block)
     sources = "\n\n".join(blocks)
-    user = f"Fontes:\n{sources}\n\nPergunta: {question}\nResponda com base nas fontes e cite-as com [n]."
+    user = f"Fontes:\n{sources}\n\nPergunta: {question}\n\n{RAG_INSTRUCTION}"
     messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT}, *(history or []), {"role": "user", "content": user}]
     return messages, used
 
