@@ -79,10 +79,20 @@ def _history_for_model(history: list[dict]) -> list[dict]:
     return turns[-2 * MAX_HISTORY_TURNS:]
 
 
-def answer(variant: Variant, question: str, history: list[dict], temperature: float, max_tokens: int, k: int):
+def model_choices() -> list[tuple[str, str]]:
+    """(label, registry name) for the per-column model selector: every registry entry, with its quantization."""
+    return [(f"{name} · {spec.quant}", name) for name, spec in sorted(all_models().items())]
+
+
+def answer(variant: Variant, question: str, history: list[dict], temperature: float, max_tokens: int, k: int,
+           model: str | None = None):
     """Stream one column: yields (chat history, stats markdown, sources markdown)."""
+    from dataclasses import replace
+
     from models.runtime import load_model, stream_chat, validate_question
 
+    if model:
+        variant = replace(variant, model=model)
     history = [{"role": m["role"], "content": _text(m.get("content"))} for m in (history or [])]
     try:
         question = validate_question(question)
@@ -177,15 +187,18 @@ def build_ui():
                 for v in cols:
                     with gr.Column():
                         gr.Markdown(f"### {v.title}")
+                        picker = gr.Dropdown(model_choices(), value=v.model, label="Modelo · quantização",
+                                             elem_id=f"modelo-{v.key}", allow_custom_value=True)
                         bot = gr.Chatbot(label=v.title, height=420, elem_id=f"chat-{v.key}")
                         stats = gr.Markdown(elem_id=f"stats-{v.key}")
                         sources = gr.Markdown(elem_id=f"sources-{v.key}", visible=v.uses_rag)
-                        outputs.append((v, bot, stats, sources))
-            for v, bot, stats, sources in outputs:
-                def run(q, h, t, m, kk, _v=v):
-                    yield from answer(_v, q, h, t, int(m), int(kk))
+                        outputs.append((v, bot, stats, sources, picker))
+            for v, bot, stats, sources, picker in outputs:
+                def run(q, h, t, m, kk, model=None, _v=v):
+                    yield from answer(_v, q, h, t, int(m), int(kk), model)
 
-                ev = gr.on([send.click, question.submit], run, inputs=[question, bot, temperature, max_tokens, k],
+                ev = gr.on([send.click, question.submit], run,
+                           inputs=[question, bot, temperature, max_tokens, k, picker],
                            outputs=[bot, stats, sources], concurrency_limit=2, concurrency_id=f"col-{v.key}",
                            api_name=f"responder_{v.key}")
                 events.append(ev)

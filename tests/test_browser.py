@@ -74,7 +74,9 @@ def test_three_columns_answer_in_a_real_browser(app_server):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                      args=["--disable-gpu", "--disable-background-networking", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(app_server, wait_until="networkidle")
+        # Not "networkidle": offline, a request to an external host (fonts) may hang rather than fail.
+        page.goto(app_server, wait_until="load")
+        page.wait_for_selector("#pergunta textarea", state="visible", timeout=60_000)
         page.fill("#pergunta textarea", "Em que ano Curitiba foi fundada?")
         page.click("#enviar")
         for key in ("base", "ft", "rag"):
