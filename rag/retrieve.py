@@ -53,14 +53,15 @@ def search(query: str, store: Store | str | os.PathLike, k: int = 5, mode: str =
         fused[h.chunk_id] = fused.get(h.chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
     for rank, (cid, _) in enumerate(sparse):
         fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
-    # Hits found only by BM25 lack a dense similarity; compute it so relevance gating can use it.
-    need = [cid for cid in fused if hits.get(cid) is not None and hits[cid].dense is None]
+    ranked = sorted((cid for cid in fused if cid in hits), key=lambda c: -fused[c])[:k]
+    # Hits found only by BM25 lack a dense similarity; compute it for the returned ones (relevance gating and
+    # the sources shown use it). Only the top k: embedding every BM25 candidate would cost seconds per query.
+    need = [cid for cid in ranked if hits[cid].dense is None]
     if need:
         qv = store.embedder.embed_queries([query])[0]
         pv = store.embedder.embed_passages([f"{hits[c].title}\n{hits[c].text}" for c in need])
         for cid, v in zip(need, pv):
             hits[cid].dense = float(v @ qv)
-    ranked = sorted((cid for cid in fused if cid in hits), key=lambda c: -fused[c])[:k]
     out = []
     for cid in ranked:
         h = hits[cid]
