@@ -25,13 +25,10 @@ def _rows(cfg: StudyConfig) -> list[dict]:
     # Keep only rows made with the current settings and requested cells (older runs stay in the file).
     wanted = {(p.base, q, v) for p in cfg.models for q in cfg.quants for v in cfg.variants}
     rows = [r for r in cache.rows.values() if (r["base_model"], r["quant"], r["variant"]) in wanted]
-    if cfg.limit:
-        allowed = set()
-        from .study import load_questions
+    from .study import load_questions
 
-        for qs in load_questions(cfg).values():
-            allowed |= {q["id"] for q in qs}
-        rows = [r for r in rows if r["qid"] in allowed]
+    allowed = {q["id"] for qs in load_questions(cfg).values() for q in qs}
+    rows = [r for r in rows if r["qid"] in allowed]
     return [r for r in rows if r.get("settings", settings) == settings]
 
 

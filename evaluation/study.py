@@ -43,6 +43,7 @@ class StudyConfig:
     n_ctx: int = 2048
     seed: int = 0
     limit: int | None = None            # questions per split (for quick looks)
+    source_ids: list[str] | None = None # only corpus questions about these articles (e.g. the ones a fine-tune saw)
     mc: bool = True                     # also run the multiple-choice log-likelihood task
     mc_file: str = "data/mc/ptwiki_mc.jsonl"
     judge: str | None = None            # registry model for the optional pairwise LLM judge
@@ -91,6 +92,9 @@ def load_questions(cfg: StudyConfig) -> dict[str, list[dict]]:
         if not path.exists():
             raise ProjectError(f"perguntas não encontradas: {path}", hint="rode `python data/build.py`")
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if cfg.source_ids and split != "general":
+            wanted = {str(i) for i in cfg.source_ids}
+            rows = [r for r in rows if str(r.get("source_id")) in wanted]
         out[split] = rows[: cfg.limit] if cfg.limit else rows
     return out
 
