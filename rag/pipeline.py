@@ -20,7 +20,7 @@ NOT_FOUND = "Não encontrei essa informação nas fontes."
 DEFAULT_CORPUS = REPO_ROOT / "data" / "wiki_pt"
 # Minimum cosine similarity (query vs best passage) to answer at all; calibrated with
 # `python -m rag bench` on the shipped QA set (answerable) vs the general questions (not in the corpus).
-DEFAULT_MIN_SIMILARITY = float(os.environ.get("PTLLM_RAG_MIN_SIMILARITY", "0.84"))
+DEFAULT_MIN_SIMILARITY = float(os.environ.get("PTLLM_RAG_MIN_SIMILARITY", "0.83"))
 MAX_PASSAGE_WORDS = 160
 
 # The system prompt is the one every variant uses (models.prompts), so base, fine-tuned and RAG prompts
