@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, default=None, metavar="N", help="só as N primeiras perguntas de cada conjunto")
         p.add_argument("--out", default=None, help="diretório de resultados (padrão: evaluation/results/<nome>)")
         p.add_argument("--quiet", action="store_true", help="sem barras de progresso")
+        p.add_argument("--quants", default=None, metavar="Q1,Q2", help="sobrepõe as quantizações da configuração")
+        p.add_argument("--variants", default=None, metavar="V1,V2", help="sobrepõe as variantes da configuração")
 
     p = sub.add_parser("run", help="gera (ou reaproveita) as respostas da matriz, roda a múltipla escolha e o relatório")
     common(p)
@@ -51,6 +53,10 @@ def _config(args):
         cfg.limit = args.limit
     if args.out:
         cfg.out = args.out
+    if args.quants:
+        cfg.quants = [q.strip() for q in args.quants.split(",") if q.strip()]
+    if args.variants:
+        cfg.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if getattr(args, "judge", None):
         cfg.judge = args.judge
     return cfg
