@@ -24,6 +24,8 @@ def app_url(tmp_path_factory):
     mp.setenv("PTLLM_DEFAULT_MODEL", TEST_MODEL)
     mp.setenv("PTLLM_MAX_TOKENS", "24")
     mp.setenv("PTLLM_RAG_STORE", str(tmp_path_factory.mktemp("nostore") / "missing"))
+    # The fine-tuned column must be missing here, even on a machine where `make run` already made it.
+    mp.setenv("PTLLM_FINETUNED_MODEL", "modelo-fine-tuned-ausente")
     from models.settings import get_settings
 
     get_settings.cache_clear()
