@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 import tempfile
 
@@ -40,5 +40,8 @@ def serve(models: list[str], host: str = "127.0.0.1", port: int = 8000, print_co
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(config, fh)
     aliases = ", ".join(m["model_alias"] for m in config["models"])
-    print(f"API compatível com OpenAI em http://{host}:{port}/v1 — modelos: {aliases}", file=sys.stderr)
-    return subprocess.call([sys.executable, "-m", "llama_cpp.server", "--config_file", fh.name])
+    print(f"API compatível com OpenAI em http://{host}:{port}/v1 — modelos: {aliases}", file=sys.stderr, flush=True)
+    # Become the server (exec, not a child process): a SIGTERM or Ctrl-C then reaches it directly and
+    # nothing is left running behind a stopped `make serve`.
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "llama_cpp.server", "--config_file", fh.name])
