@@ -58,6 +58,9 @@ class GGUFInfo:
     n_params: int
     metadata: dict = field(repr=False, default_factory=dict)
     tensor_types: dict = field(default_factory=dict)  # type name -> element count
+    # (name, dims, type name) of every tensor, in file order (used by quantize.estimate).
+    tensors: list = field(default_factory=list, repr=False)
+    data_start: int = 0  # bytes of header + metadata before the tensor data
 
     @property
     def architecture(self) -> str:
@@ -167,9 +170,9 @@ def read_gguf_info(path: str | os.PathLike) -> GGUFInfo:
         for _ in range(n_kv):
             key = r.string()
             metadata[key] = r.value(r.unpack("<I"))
-        data_end, n_params, types = 0, 0, {}
+        data_end, n_params, types, tensors = 0, 0, {}, []
         for _ in range(n_tensors):
-            r.string()  # tensor name
+            tensor_name = r.string()
             n_dims = r.unpack("<I")
             dims = [r.unpack("<Q") for _ in range(n_dims)]
             ggml_type, offset = r.unpack("<I"), r.unpack("<Q")
@@ -182,11 +185,12 @@ def read_gguf_info(path: str | os.PathLike) -> GGUFInfo:
             n_params += elements
             tname = GGML_TYPE_NAMES.get(ggml_type, f"type{ggml_type}")
             types[tname] = types.get(tname, 0) + elements
+            tensors.append((tensor_name, tuple(dims), tname))
         alignment = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT))
         header_end = fh.tell()
     data_start = (header_end + alignment - 1) // alignment * alignment
     expected = data_start + data_end
-    info = GGUFInfo(path, version, file_size, expected, n_tensors, n_params, metadata, types)
+    info = GGUFInfo(path, version, file_size, expected, n_tensors, n_params, metadata, types, tensors, data_start)
     if file_size < expected:
         raise ProjectError(
             f"GGUF truncado: {path} tem {_mb(file_size)}, o cabeçalho exige {_mb(expected)}",
