@@ -169,6 +169,11 @@ class ChatStream:
             start = time.perf_counter()
             stats.wait_s = start - queued
             first = True
+            # Forget the previous conversation's KV cache: llama.cpp would reuse the longest common prompt prefix,
+            # and evaluating a prompt in different batch splits changes the logits slightly, so the same greedy
+            # question could get a different answer depending on who asked before (seen in CI). Reproducibility
+            # matters more here than the ~1 s a re-read system prompt costs.
+            model.llm.reset()
             stream = model.llm.create_chat_completion(messages=self.messages, stream=True, **self.gen_kwargs)
             try:
                 for chunk in stream:
