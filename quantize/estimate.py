@@ -22,11 +22,16 @@ from .types import GGML_BLOCKS, QUANT_TYPES, block_bpw, get_type
 
 ESTIMATE_TYPES = ["F32", "F16", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K"]
 GB = 1e9
-# Runtime memory besides weights and KV cache: llama.cpp's compute buffer (dominated by one ubatch of
-# logits, n_vocab × 512 × 4 bytes, for small models) plus the process itself (Python, llama.cpp, libs).
-# Calibrated against measured RSS (see `estimate --measure-rss` and quantize/README.md).
-PROCESS_BASE_BYTES = 0.12 * GB
+# Runtime memory besides weights and KV cache, as resident memory (RSS counts only the pages a run touches):
+# the process itself (Python, numpy, llama.cpp libraries), llama.cpp's attention scratch for one ubatch against
+# the whole context (KQ: n_ubatch × n_ctx × n_head floats, ~1.6 of them live at once), and the vocabulary's
+# tables (~650 bytes per token). Fitted to the peak RSS measured on SmolLM2-135M and Qwen2.5-0.5B with the
+# context filled (quantize/README.md shows the fit's error); llama.cpp *reserves* more (a full ubatch of
+# logits) but an ordinary run never touches it.
+PROCESS_BASE_BYTES = 45e6
 UBATCH = 512
+KQ_LIVE = 1.6
+VOCAB_BYTES_PER_TOKEN = 650
 
 
 @dataclass
@@ -264,8 +269,9 @@ def kv_cache_bytes(shape: ModelShape, n_ctx: int, bytes_per_value: int = 2) -> i
     return 2 * shape.n_layer * n_ctx * shape.n_head_kv * shape.head_dim * bytes_per_value
 
 
-def runtime_overhead_bytes(shape: ModelShape) -> int:
-    return int(PROCESS_BASE_BYTES + shape.n_vocab * UBATCH * 4)
+def runtime_overhead_bytes(shape: ModelShape, n_ctx: int) -> int:
+    kq = KQ_LIVE * UBATCH * 4 * shape.n_head * n_ctx
+    return int(PROCESS_BASE_BYTES + kq + VOCAB_BYTES_PER_TOKEN * shape.n_vocab)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -413,7 +419,7 @@ def estimate(model: str | None = None, params: str | None = None, n_ctx: int = 4
             weights = weight_bytes(shape, t)
             bpw = effective_bpw(shape, t)
             kv = kv_cache_bytes(shape, n_ctx)
-            overhead = runtime_overhead_bytes(shape)
+            overhead = runtime_overhead_bytes(shape, n_ctx)
         total = weights + kv + overhead
         row = EstimateRow(t, round(bpw, 3), weights, kv, overhead, total, _fits(total, avail))
         if t in reals:

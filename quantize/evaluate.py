@@ -355,7 +355,7 @@ def _add_derived(results: dict) -> None:
         try:
             shape = shape_from_gguf(read_gguf_info(r["file"]["path"])) if r["native"] else ref_shape
             est_size = weight_bytes(shape, r["type"])
-            est_rss = est_size + kv_cache_bytes(shape, n_ctx) + runtime_overhead_bytes(shape)
+            est_rss = est_size + kv_cache_bytes(shape, n_ctx) + runtime_overhead_bytes(shape, n_ctx)
             r["estimate"] = {"size": est_size, "size_error_pct": 100 * (est_size - r["file"]["size"]) / r["file"]["size"],
                              "rss": est_rss, "rss_error_pct": 100 * (est_rss - r["rss_peak_bytes"]) / r["rss_peak_bytes"]
                              if r.get("rss_peak_bytes") else None}

@@ -30,6 +30,7 @@ def hardware_line(hw: dict) -> str:
 
 
 def markdown(results: dict) -> str:
+    from .measure import SPEED_PROMPTS
     rows = _rows(results)
     s = results["settings"]
     ref = results["reference"]
@@ -112,7 +113,7 @@ def markdown(results: dict) -> str:
     sp_rows = [r for r in rows if (r.get("speed") or {}).get("tg_ratio_vs_plain")]
     if sp_rows:
         lines += ["", "## Runtime do projeto × llama-cpp-python puro", "",
-                  f"Mesmo modelo carregado, mesmos {len(__import__('quantize.measure', fromlist=['SPEED_PROMPTS']).SPEED_PROMPTS)} prompts, "
+                  f"Mesmo modelo carregado, mesmos {len(SPEED_PROMPTS)} prompts, "
                   "gulosa, alternando A B B A; medianas.", "",
                   "| tipo | tg tok/s projeto | tg tok/s puro | razão | TTFT projeto (s) | TTFT puro (s) | saídas idênticas |",
                   "|---|---:|---:|---:|---:|---:|---|"]

@@ -166,8 +166,8 @@ def test_types_match_llama_cpp_ftypes():
         assert name in QUANT_TYPES
 
 
-def test_imatrix_reaches_the_quantizer(smollm2_f16, tmp_path):
-    """Q2_K_S refuses to run without an importance matrix: passing one through ctypes must make it work."""
+def test_imatrix_reaches_the_quantizer(smollm2_f16, smollm2_quants, tmp_path):
+    """An importance matrix passed through ctypes changes what llama.cpp writes, and unlocks IQ2_XXS."""
     import numpy as np
 
     from models.gguf import read_gguf_info
@@ -176,14 +176,20 @@ def test_imatrix_reaches_the_quantizer(smollm2_f16, tmp_path):
 
     info = read_gguf_info(smollm2_f16)
     weights = {n: d for n, d, _ in info.tensors if len(d) == 2 and n.startswith("blk.")}
-    sums = {n: np.full(d[0], 2.0, dtype=np.float32) for n, d in weights.items()}
-    imat = save_imatrix(tmp_path / "imatrix.gguf", sums, {n: 2 for n in weights}, "teste", 1, 64)
+    rng = np.random.default_rng(0)
+    sums = {n: rng.uniform(0.1, 10.0, d[0]).astype(np.float32) * 4 for n, d in weights.items()}
+    imat = save_imatrix(tmp_path / "imatrix.gguf", sums, {n: 4 for n in weights}, "teste", 1, 64)
     loaded, _ = load_imatrix(imat)
-    assert set(loaded) == set(weights) and np.allclose(loaded[next(iter(weights))], 1.0)
+    name = next(iter(weights))
+    assert set(loaded) == set(weights) and np.allclose(loaded[name], sums[name] / 4)
     with pytest.raises(ProjectError, match="precisa de uma matriz de importância"):
-        quantize_file(smollm2_f16, tmp_path / "no.gguf", "Q2_K_S")
-    out = quantize_file(smollm2_f16, tmp_path / "q2ks.gguf", "Q2_K_S", imatrix=imat)
-    assert read_gguf_info(out).file_type == "Q2_K_S"
+        quantize_file(smollm2_f16, tmp_path / "no.gguf", "IQ2_XXS")
+    with_imat = quantize_file(smollm2_f16, tmp_path / "q4km-imat.gguf", "Q4_K_M", imatrix=imat)
+    plain = next(r["path"] for r in smollm2_quants if r["type"] == "Q4_K_M")
+    assert Path(plain).stat().st_size == with_imat.stat().st_size
+    assert Path(plain).read_bytes() != with_imat.read_bytes()  # same layout, different rounding: the weights were used
+    out = quantize_file(smollm2_f16, tmp_path / "iq2.gguf", "IQ2_XXS", imatrix=imat)
+    assert read_gguf_info(out).file_type == "IQ2_XXS"
 
 
 def test_quantize_help_says_how_imatrix_works():
