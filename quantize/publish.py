@@ -95,7 +95,7 @@ def build_folder(eval_dir: str | os.PathLike, repo: str, out: str | os.PathLike 
     results = json.loads(res_path.read_text(encoding="utf-8"))
     spec = all_models().get(results["model"])
     base_model = base_model or BASE_MODELS.get(results["model"]) or (spec.base_model if spec else None)
-    license_id = license_id or _license_id(spec.license if spec else None)
+    license_id = license_id or _license_id(spec.license if spec else results.get("model_license"))
     wanted = {t.upper() for t in types} if types else None
     folder = Path(out) if out else eval_dir / "hf" / repo.replace("/", "__")
     folder.mkdir(parents=True, exist_ok=True)
