@@ -19,6 +19,7 @@ class Recipe:
     qa_dir: str = "data/qa"
     output_dir: str = "runs/finetune"
     quantization: str = "auto"  # auto | nf4 | none
+    precision: str = "auto"  # auto | fp32 | bf16 — compute dtype (mixed precision); auto = bf16 on CUDA, fp32 on CPU
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -68,4 +69,6 @@ def load_recipe(path: str | Path, overrides: dict | None = None) -> Recipe:
             raise ProjectError(f"a configuração {path.name} precisa de '{required}'")
     if raw.get("quantization", "auto") not in ("auto", "nf4", "none"):
         raise ProjectError(f"quantization deve ser auto, nf4 ou none (veio {raw['quantization']!r})")
+    if raw.get("precision", "auto") not in ("auto", "fp32", "bf16"):
+        raise ProjectError(f"precision deve ser auto, fp32 ou bf16 (veio {raw['precision']!r})")
     return Recipe(**raw)

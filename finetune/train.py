@@ -45,6 +45,17 @@ def use_4bit(recipe: Recipe) -> bool:
     return torch.cuda.is_available()
 
 
+def use_bf16(recipe: Recipe) -> bool:
+    """Mixed precision (bf16 autocast, fp32 master weights). On CPU only when asked: it needs AVX512-BF16/AMX to pay off."""
+    import torch
+
+    if recipe.precision == "bf16":
+        return True
+    if recipe.precision == "fp32":
+        return False
+    return torch.cuda.is_available()
+
+
 def check_memory(base, recipe: Recipe) -> dict:
     """Estimate peak memory before loading; refuse with the numbers when it cannot fit."""
     import psutil
@@ -128,7 +139,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, stop_afte
         lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio, num_train_epochs=recipe.epochs,
         max_steps=recipe.max_steps, logging_steps=recipe.logging_steps, save_steps=recipe.save_steps,
         save_total_limit=3, seed=recipe.seed, data_seed=recipe.seed, max_length=recipe.max_length,
-        completion_only_loss=True, report_to="none", bf16=torch.cuda.is_available(),
+        completion_only_loss=True, report_to="none", bf16=use_bf16(recipe),
         use_cpu=not torch.cuda.is_available(), disable_tqdm=not progress, dataloader_num_workers=0,
     )
 
@@ -169,7 +180,8 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, stop_afte
         "seconds_per_step": round(elapsed / max(steps_run, 1), 2),
         "tokens_per_s": round(steps_run * recipe.batch_size * recipe.gradient_accumulation * avg_tokens / elapsed, 1),
         "train_loss": result.training_loss, "method": "QLoRA (4-bit NF4)" if quant else "LoRA (fp32 base)",
-        "device": "cuda" if torch.cuda.is_available() else "cpu", "peak_rss_gb": round(_peak_rss_gb(), 2),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "precision": "bf16 (mixed)" if use_bf16(recipe) else "fp32", "peak_rss_gb": round(_peak_rss_gb(), 2),
         "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None), **memory,
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
