@@ -34,6 +34,7 @@ class Variant:
     title: str
     model: str | None
     uses_rag: bool = False
+    optional: bool = False  # hidden until the user turns it on (a fourth column costs a fourth generation)
 
     def missing(self) -> str | None:
         """Why this column cannot answer yet, and what to run to fix it (None when ready)."""
@@ -57,6 +58,7 @@ def variants() -> list[Variant]:
         Variant("base", "Base", s.default_model),
         Variant("ft", "Fine-tuned", ft),
         Variant("rag", "RAG", s.default_model, uses_rag=True),
+        Variant("ftrag", "Fine-tuned + RAG", ft, uses_rag=True, optional=True),
     ]
 
 
@@ -181,11 +183,16 @@ def build_ui():
                 temperature = gr.Slider(0.0, 1.5, value=get_settings().temperature, step=0.05, label="Temperatura")
                 max_tokens = gr.Slider(16, 1024, value=get_settings().max_tokens, step=16, label="Máx. de tokens")
                 k = gr.Slider(1, 10, value=4, step=1, label="Passagens recuperadas (k, RAG)")
+                fourth = gr.Checkbox(value=False, label="Mostrar a 4ª coluna: Fine-tuned + RAG (uma geração a mais por pergunta)",
+                                     elem_id="mostrar-ftrag")
             gr.Examples(EXAMPLES, inputs=question, label="Exemplos")
             outputs, events = [], []
+            optional_cols = []
             with gr.Row(equal_height=False):
                 for v in cols:
-                    with gr.Column():
+                    with gr.Column(visible=not v.optional) as column:
+                        if v.optional:
+                            optional_cols.append(column)
                         gr.Markdown(f"### {v.title}")
                         picker = gr.Dropdown(model_choices(), value=v.model, label="Modelo · quantização",
                                              elem_id=f"modelo-{v.key}", allow_custom_value=True)
@@ -194,14 +201,19 @@ def build_ui():
                         sources = gr.Markdown(elem_id=f"sources-{v.key}", visible=v.uses_rag)
                         outputs.append((v, bot, stats, sources, picker))
             for v, bot, stats, sources, picker in outputs:
-                def run(q, h, t, m, kk, model=None, _v=v):
+                def run(q, h, t, m, kk, model=None, shown=True, _v=v):
+                    if _v.optional and not shown:  # hidden column: no model call
+                        yield h or [], "", ""
+                        return
                     yield from answer(_v, q, h, t, int(m), int(kk), model)
 
                 ev = gr.on([send.click, question.submit], run,
-                           inputs=[question, bot, temperature, max_tokens, k, picker],
+                           inputs=[question, bot, temperature, max_tokens, k, picker, fourth],
                            outputs=[bot, stats, sources], concurrency_limit=2, concurrency_id=f"col-{v.key}",
                            api_name=f"responder_{v.key}")
                 events.append(ev)
+            fourth.change(lambda on: [gr.update(visible=on)] * len(optional_cols), inputs=fourth,
+                          outputs=optional_cols, queue=False)
             gr.on([send.click, question.submit], lambda: "", outputs=question, queue=False)
             stop.click(None, cancels=events)
             clear.click(lambda: [[]] * len(outputs) + [""] * len(outputs),

@@ -73,3 +73,13 @@ def test_missing_finetune_column_says_what_to_run(app_url):
     client = Client(app_url, verbose=False)
     history, _, _ = client.predict("Olá", [], 0.0, 24, 3, api_name="/responder_ft")
     assert "finetune" in _text(history[-1]["content"])
+
+
+def test_fourth_column_runs_only_when_shown(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    history, stats, _ = client.predict("Olá", [], 0.0, 24, 3, None, False, api_name="/responder_ftrag")
+    assert history == [] and stats == ""  # hidden: no model call, nothing shown
+    history, _, _ = client.predict("Olá", [], 0.0, 24, 3, None, True, api_name="/responder_ftrag")
+    assert "finetune" in _text(history[-1]["content"])  # shown, but the fine-tune is missing here: says what to run
