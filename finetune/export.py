@@ -110,11 +110,28 @@ def prepare_default_finetune(progress: bool = True, adapter: Path = DEFAULT_ADAP
     from models.registry import all_models
 
     name = get_settings().finetuned_model
-    spec = all_models().get(name)
-    if spec and spec.local_path.exists():
-        return None
     if not (adapter / "adapter_config.json").exists():
         if progress:
             print(f"    (sem adapter em {adapter}; a coluna fine-tuned ficará indisponível)", file=sys.stderr)
         return None
-    return export(adapter, ["Q4_K_M"], name, progress=progress)
+    digest = _adapter_digest(adapter)
+    marker = get_settings().home / "finetuned" / name / "adapter.sha256"
+    spec = all_models().get(name)
+    if spec and spec.local_path.exists() and marker.exists() and marker.read_text().strip() == digest:
+        return None
+    # First start, or the committed adapter changed since the GGUF was built: (re)build it.
+    result = export(adapter, ["Q4_K_M"], name, progress=progress)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(digest + "\n")
+    return result
+
+
+def _adapter_digest(adapter: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in ("adapter_config.json", "adapter_model.safetensors"):
+        with open(adapter / f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
