@@ -59,7 +59,7 @@ def evaluate(model: str, baseline: str, qa_test: list[dict], general: list[dict]
     qa = qa_test[:limit] if limit else qa_test
     gen = general[:limit] if limit else general
     heldout = HELDOUT.read_text(encoding="utf-8") if HELDOUT.exists() else None
-    result = {"model": model, "baseline": baseline, "n_qa": len(qa), "n_general": len(gen)}
+    result = {"model": model, "baseline_model": baseline, "n_qa": len(qa), "n_general": len(gen)}
     for key, ref in (("baseline", baseline), ("finetuned", model)):
         qa_rows = answer_questions(ref, qa)
         gen_rows = answer_questions(ref, gen)
@@ -83,11 +83,15 @@ def render(r: dict) -> str:
     def ppl(x):
         return f"{x:.2f}" if x else "—"
 
+    def hits(x, key, n):
+        return f"{x[key]:.3f} ({round(x[key] * n)}/{n})"
+
     return "\n".join([
-        f"| metric | base `{r['baseline']}` | fine-tuned `{r['model']}` |", "|---|---:|---:|",
-        f"| QA test: answer contained (n={r['n_qa']}) | {b['qa_contained']:.3f} | {f['qa_contained']:.3f} |",
+        f"| metric | base `{r['baseline_model']}` | fine-tuned `{r['model']}` |", "|---|---:|---:|",
+        f"| QA test: answer contained | {hits(b, 'qa_contained', r['n_qa'])} | {hits(f, 'qa_contained', r['n_qa'])} |",
         f"| QA test: token F1 | {b['qa_f1']:.3f} | {f['qa_f1']:.3f} |",
-        f"| general questions: answer contained (n={r['n_general']}) | {b['general_contained']:.3f} | {f['general_contained']:.3f} |",
+        f"| general questions: answer contained | {hits(b, 'general_contained', r['n_general'])} | "
+        f"{hits(f, 'general_contained', r['n_general'])} |",
         f"| perplexity, held-out PT text | {ppl(b['perplexity'])} | {ppl(f['perplexity'])} |",
     ]) + "\n"
 
