@@ -32,6 +32,60 @@ RAG_INSTRUCTION = (
 )
 
 
+@dataclass(frozen=True)
+class PromptStyle:
+    """How the passages are laid out and what the model is told to do with them (user turn only)."""
+    block: str        # one passage; fields n, title, text
+    instruction: str
+    answer_cue: str = ""  # appended after the instruction (e.g. the question again, then "Resposta:")
+    demo: tuple[str, str] | None = None  # one worked exchange (user turn, assistant turn) shown before the real one
+
+
+PROMPT_STYLES = {
+    # v1 (session 2): the 0.5B model often copied the "[1] Title: text" blocks instead of answering.
+    "v1": PromptStyle("[{n}] {title}: {text}", RAG_INSTRUCTION),
+    # v2: passages set apart as quotes, an explicit one-sentence answer with an example of the citation form.
+    "v2": PromptStyle(
+        "Fonte [{n}] — {title}\n\"{text}\"",
+        "Use somente as fontes acima. Responda à pergunta em uma frase curta, com suas próprias palavras, sem "
+        "copiar as fontes, e termine com o número da fonte usada entre colchetes, por exemplo: "
+        "\"Foi fundada em 1554 [2].\" Se as fontes não contiverem a resposta, responda exatamente: "
+        f"\"{NOT_FOUND}\""),
+    # v3: v2, then the question repeated right before the answer (small models lose it after long passages).
+    "v3": PromptStyle(
+        "Fonte [{n}] — {title}\n\"{text}\"",
+        "Use somente as fontes acima. Responda à pergunta em uma frase curta, com suas próprias palavras, sem "
+        "copiar as fontes, e termine com o número da fonte usada entre colchetes, por exemplo: "
+        "\"Foi fundada em 1554 [2].\" Se as fontes não contiverem a resposta, responda exatamente: "
+        f"\"{NOT_FOUND}\"",
+        answer_cue="\n\nPergunta: {question}\nResposta:"),
+    # v4: v1's layout, told to answer in its own words, no example (v2/v3's example was parroted verbatim).
+    "v4": PromptStyle(
+        "[{n}] {title}: {text}",
+        "Responda à pergunta em uma frase curta, com suas próprias palavras, usando somente as fontes acima; não "
+        "repita as fontes. Indique a fonte usada entre colchetes, como [1]. Se as fontes não contiverem a resposta, "
+        f"responda exatamente: \"{NOT_FOUND}\""),
+    # v5: v4 plus one worked exchange on a topic outside the corpus, as a previous chat turn.
+    "v5": PromptStyle(
+        "[{n}] {title}: {text}",
+        "Responda à pergunta em uma frase curta, com suas próprias palavras, usando somente as fontes acima; não "
+        "repita as fontes. Indique a fonte usada entre colchetes, como [1]. Se as fontes não contiverem a resposta, "
+        f"responda exatamente: \"{NOT_FOUND}\"",
+        demo=("Fontes:\n[1] Torre Eiffel: A Torre Eiffel é uma torre de ferro construída em Paris para a Exposição "
+              "Universal de 1889. Foi projetada pela empresa de Gustave Eiffel.\n\n[2] Paris: Paris é a capital da "
+              "França, atravessada pelo rio Sena.\n\nPergunta: Para qual evento a Torre Eiffel foi construída?",
+              "A Torre Eiffel foi construída para a Exposição Universal de 1889 [1].")),
+}
+DEFAULT_PROMPT_STYLE = os.environ.get("PTLLM_RAG_PROMPT", "v5")  # chosen by benchmarks/rag_prompt.py
+
+
+def prompt_style(name: str | None = None) -> PromptStyle:
+    name = name or DEFAULT_PROMPT_STYLE
+    if name not in PROMPT_STYLES:
+        raise ProjectError(f"estilo de prompt RAG desconhecido: {name}", hint=f"use um de {', '.join(PROMPT_STYLES)}")
+    return PROMPT_STYLES[name]
+
+
 @dataclass
 class RagAnswer:
     answer: str
@@ -60,16 +114,20 @@ class _FixedStream:
 
 
 def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: int,
-                  history: list[dict] | None = None) -> tuple[list[dict], list[Hit]]:
+                  history: list[dict] | None = None, style: str | None = None) -> tuple[list[dict], list[Hit]]:
     """The prompt: numbered passages that fit the context window (best first), then the question."""
+    ps = prompt_style(style)
+    cue = ps.answer_cue.format(question=question)
     budget = (lm.n_ctx - max_tokens - lm.count_tokens(RAG_SYSTEM_PROMPT) - lm.count_tokens(question)
-              - lm.count_tokens(RAG_INSTRUCTION) - 64)
+              - lm.count_tokens(ps.instruction) * (2 if ps.demo else 1) - lm.count_tokens(cue) - 64)
+    if ps.demo:
+        budget -= lm.count_tokens(ps.demo[0]) + lm.count_tokens(ps.demo[1]) + 16
     budget -= sum(lm.count_tokens(m["content"]) + 8 for m in history or [])
     used, blocks = [], []
     for hit in hits:
         words = hit.text.split()
         text = " ".join(words[:MAX_PASSAGE_WORDS]) + (" …" if len(words) > MAX_PASSAGE_WORDS else "")
-        block = f"[{len(used) + 1}] {hit.title}: {text}"
+        block = ps.block.format(n=len(used) + 1, title=hit.title, text=text)
         cost = lm.count_tokens(block) + 2
         if cost > budget:
             break
@@ -77,8 +135,12 @@ def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: i
         used.append(hit)
         blocks.append(block)
     sources = "\n\n".join(blocks)
-    user = f"Fontes:\n{sources}\n\nPergunta: {question}\n\n{RAG_INSTRUCTION}"
-    messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT}, *(history or []), {"role": "user", "content": user}]
+    user = f"Fontes:\n{sources}\n\nPergunta: {question}\n\n{ps.instruction}{cue}"
+    demo = []
+    if ps.demo:
+        demo = [{"role": "user", "content": f"{ps.demo[0]}\n\n{ps.instruction}"},
+                {"role": "assistant", "content": ps.demo[1]}]
+    messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT}, *demo, *(history or []), {"role": "user", "content": user}]
     return messages, used
 
 
@@ -94,7 +156,8 @@ def is_relevant(hits: list[Hit], min_similarity: float = DEFAULT_MIN_SIMILARITY)
 
 def rag_stream(lm: LoadedModel, question: str, store=None, k: int = 4, history: list[dict] | None = None,
                max_tokens: int | None = None, temperature: float | None = None, mode: str = "hybrid",
-               min_similarity: float = DEFAULT_MIN_SIMILARITY, **gen_kwargs) -> tuple[ChatStream, list[Hit]]:
+               min_similarity: float = DEFAULT_MIN_SIMILARITY, style: str | None = None,
+               **gen_kwargs) -> tuple[ChatStream, list[Hit]]:
     """Retrieve, then return (stream of the answer, the sources as numbered in the prompt)."""
     question = validate_question(question)
     store = store if store is not None else get_settings().store_dir
@@ -104,7 +167,7 @@ def rag_stream(lm: LoadedModel, question: str, store=None, k: int = 4, history: 
         stream.retrieval_s = retrieval_s
         return stream, []
     max_tokens = max_tokens or get_settings().max_tokens
-    messages, used = build_context(lm, question, hits, max_tokens, history)
+    messages, used = build_context(lm, question, hits, max_tokens, history, style)
     if not used:
         raise ProjectError("as fontes recuperadas não cabem no contexto do modelo",
                            hint="reduza 'máx. de tokens' ou use um modelo com contexto maior")
