@@ -29,7 +29,7 @@ def _rows(cfg: StudyConfig) -> list[dict]:
 
     allowed = {q["id"] for qs in load_questions(cfg).values() for q in qs}
     rows = [r for r in rows if r["qid"] in allowed]
-    return [r for r in rows if r.get("settings", settings) == settings]
+    return [r for r in rows if r.get("settings", settings) == cfg.settings_for(r["variant"])]
 
 
 def aggregate(rows: list[dict]) -> dict:

@@ -39,6 +39,7 @@ class StudyConfig:
     store: str | None = None            # RAG store directory; None = the app's default store
     corpus: str = "data/wiki_pt"        # used to build the store when it does not exist
     k: int = 3
+    rag_prompt: str | None = None       # RAG prompt style (rag.pipeline.PROMPT_STYLES); None = the pipeline's default
     max_tokens: int = 64
     n_ctx: int = 2048
     seed: int = 0
@@ -80,6 +81,18 @@ class StudyConfig:
     def gen_settings(self) -> dict:
         return {"k": self.k, "max_tokens": self.max_tokens, "n_ctx": self.n_ctx, "seed": self.seed,
                 "prompt": PROMPT_VERSION}
+
+    def settings_for(self, variant: str) -> dict:
+        """The settings an answer of `variant` depends on (RAG answers also on the RAG prompt style)."""
+        settings = self.gen_settings()
+        return dict(settings, rag_prompt=self.rag_style()) if variant.endswith("rag") else settings
+
+    def rag_style(self) -> str:
+        from rag.pipeline import DEFAULT_PROMPT_STYLE, prompt_style
+
+        style = self.rag_prompt or DEFAULT_PROMPT_STYLE
+        prompt_style(style)  # an unknown style is an error before anything runs
+        return style
 
 
 def load_questions(cfg: StudyConfig) -> dict[str, list[dict]]:
@@ -154,7 +167,7 @@ def answer_one(lm, variant: str, question: dict, cfg: StudyConfig, store) -> dic
     sources = []
     if variant in ("rag", "finetuned_rag"):
         stream, hits = rag_stream(lm, question["question"], store, k=cfg.k, max_tokens=cfg.max_tokens,
-                                  temperature=0.0, seed=cfg.seed)
+                                  temperature=0.0, seed=cfg.seed, style=cfg.rag_style())
         sources = [{"article_id": h.article_id, "title": h.title, "text": h.text, "dense": h.dense} for h in hits]
     else:
         stream = stream_chat(lm, build_messages(question["question"]), max_tokens=cfg.max_tokens,
@@ -205,7 +218,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
 
     questions = load_questions(cfg)
     cache = AnswerCache(cfg.out_dir / "answers.jsonl")
-    settings = cfg.gen_settings()
+    variant_settings = cfg.settings_for
     counts = {"generated": 0, "cached": 0, "skipped": []}
     store = None
     if any(v.endswith("rag") for v in cfg.variants):
@@ -231,7 +244,8 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
                 for split, qs in questions.items():
                     for q in qs:
                         q = dict(q, split=q.get("split", split))
-                        key = cache_key(sha, variant, settings, q, store_fp if variant.endswith("rag") else None)
+                        key = cache_key(sha, variant, variant_settings(variant), q,
+                                        store_fp if variant.endswith("rag") else None)
                         if force or cache.get(key) is None:
                             todo.append((key, q))
                         else:
@@ -247,7 +261,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
                     row = {"key": key, "base_model": pair.base, "model": model, "variant": variant, "quant": quant,
                            "file": path.name, "file_sha256": sha, "file_mib": round(path.stat().st_size / 2**20, 1),
                            "qid": q["id"], "split": q["split"], "question": q["question"], "gold": q["answer"],
-                           "settings": settings,
+                           "settings": variant_settings(variant),
                            **gen, "rss_mib": round(rss_peak, 1)}
                     row["scores"] = score(row, q, embedder)
                     # Passages are long: keep ids and similarity, the text is in the corpus.

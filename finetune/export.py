@@ -82,6 +82,14 @@ def export(adapter: str | os.PathLike, quant: list[str], name: str, base_model: 
     checks = merge(adapter, Path(base_dir), merged_dir)
     say("==> convertendo para GGUF f16")
     f16 = hf_to_gguf(merged_dir, work / f"{name}-f16.gguf")
+    # Quantizations made by an earlier export of this name would otherwise keep the old weights: redo them too.
+    quant = [q.upper() for q in quant]
+    by_suffix = {t.lower(): t for t in FTYPES}
+    earlier = (by_suffix.get(f.name[len(name) + 1:-len(".gguf")]) for f in sorted(work.glob(f"{name}-*.gguf")))
+    stale = [t for t in earlier if t and t != "F16" and t not in quant]
+    if stale:
+        say(f"==> refazendo também {', '.join(stale)} (feitos por um export anterior)")
+    quant += stale
     outputs = {}
     for q in quant:
         say(f"==> quantizando {q}")

@@ -172,13 +172,16 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, stop_afte
         shutil.rmtree(adapter)
     os.replace(tmp, adapter)
     steps_run = trainer.state.global_step - (int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0)
-    tokens = sum(len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in dataset.select(range(min(64, len(dataset)))))
-    avg_tokens = tokens / min(64, len(dataset))
+    tokens_fed = _tokens_fed(history, int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0)
+    if tokens_fed is None:  # a trl without the num_tokens log: estimate from the first examples (untruncated)
+        sample = dataset.select(range(min(64, len(dataset))))
+        avg = sum(len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in sample) / max(len(sample), 1)
+        tokens_fed = steps_run * recipe.batch_size * recipe.gradient_accumulation * min(avg, recipe.max_length)
     summary = {
         "recipe": recipe.name, "base": str(base), "examples": len(dataset), "steps": trainer.state.global_step,
         "steps_this_run": steps_run, "seconds_this_run": round(elapsed, 1),
         "seconds_per_step": round(elapsed / max(steps_run, 1), 2),
-        "tokens_per_s": round(steps_run * recipe.batch_size * recipe.gradient_accumulation * avg_tokens / elapsed, 1),
+        "tokens_per_s": round(tokens_fed / elapsed, 1),  # non-padding tokens fed (trl's num_tokens) per second
         "train_loss": result.training_loss, "method": "QLoRA (4-bit NF4)" if quant else "LoRA (fp32 base)",
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "precision": "bf16 (mixed)" if use_bf16(recipe) else "fp32", "peak_rss_gb": round(_peak_rss_gb(), 2),
@@ -187,6 +190,15 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, stop_afte
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     plot_loss(history, out / "loss.png", recipe.name)
     return summary
+
+
+def _tokens_fed(history: list[dict], resumed_at: int) -> float | None:
+    """Non-padding tokens fed in this run, from trl's cumulative `num_tokens` log (None when not logged)."""
+    logged = [(h.get("step", 0), h["num_tokens"]) for h in history if "num_tokens" in h]
+    if not logged:
+        return None
+    before = [n for step, n in logged if step <= resumed_at]
+    return logged[-1][1] - (before[-1] if before else 0.0)
 
 
 def _peak_rss_gb() -> float:
