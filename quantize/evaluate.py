@@ -327,7 +327,7 @@ def evaluate(model: str, types: list[str] | str | None = None, out_dir: str | os
                      "registry_key": key, "cached": bool(cached), **result})
     results = {
         "model": spec.name, "model_file": str(fetch(spec, progress=False)),
-        "model_license": read_gguf_info(fetch(spec, progress=False)).metadata.get("general.license"),
+        "model_license": read_gguf_info(fetch(spec, progress=False)).metadata.get("general.license") or spec.license or None,
         "reference": ref_desc, "types": types, "settings": asdict(settings), "fingerprint": fp,
         "hardware": hardware(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "imatrix": imatrix, "variants": rows, "llama2_7b_published": LLAMA2_7B_PUBLISHED,
