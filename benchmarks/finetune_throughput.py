@@ -130,7 +130,7 @@ def run_one(kind: str, config: str, overrides: dict) -> dict:
     from finetune.train import _peak_rss_gb, train
 
     recipe = load_recipe(config, overrides)
-    if kind == "project":
+    if kind.startswith("project"):
         s = train(recipe, progress=False)
         row = {"train_loss": s["train_loss"], "train_reported": {k: s[k] for k in ("seconds_per_step", "tokens_per_s")}}
     else:
@@ -164,9 +164,9 @@ def main(argv=None) -> int:
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     rows = []
     try:
-        for kind in ("baseline", "project"):
+        for kind in ("baseline", "project", "project_token_metrics"):
             overrides = {"max_steps": args.steps, "data": str(data), "output_dir": str(work / kind),
-                         "save_steps": 10_000}
+                         "save_steps": 10_000, "token_metrics": kind == "project_token_metrics"}
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 rows.append(pool.submit(run_one, kind, args.config, overrides).result())
     finally:
@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     hw = result["hardware"]
-    names = {"baseline": "transformers Trainer + peft", "project": "finetune.train (SFTTrainer)"}
+    names = {"baseline": "transformers Trainer + peft", "project": "finetune.train (SFTTrainer, plain loss; default)",
+             "project_token_metrics": "finetune.train with `token_metrics: true` (trl's loss + entropy/accuracy)"}
     md = [f"# LoRA training throughput — {base.base_model}, {args.steps} steps, batch {base.batch_size}", "",
           f"Hardware: {hw.get('cpu')} ({hw.get('cores')} cores); {'bf16' if result['bf16'] else 'fp32'}, gradient "
           f"checkpointing {result['gradient_checkpointing']}, max_length {base.max_length}. "

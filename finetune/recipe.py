@@ -20,6 +20,7 @@ class Recipe:
     output_dir: str = "runs/finetune"
     quantization: str = "auto"  # auto | nf4 | none
     precision: str = "auto"  # auto | fp32 | bf16 — compute dtype (mixed precision); auto = bf16 on CUDA, fp32 on CPU
+    token_metrics: bool = False  # trl's per-token entropy and top-1 accuracy in the log (slower: a full softmax per step)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
