@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p):
         p.add_argument("--config", default="evaluation/configs/default.yaml", help="YAML do estudo (padrão: %(default)s)")
         p.add_argument("--limit", type=int, default=None, metavar="N", help="só as N primeiras perguntas de cada conjunto")
+        p.add_argument("--sample", type=int, default=None, metavar="N",
+                       help="N perguntas de cada conjunto espalhadas por ele inteiro (1 a cada len/N), sem viés de ordem")
         p.add_argument("--out", default=None, help="diretório de resultados (padrão: evaluation/results/<nome>)")
         p.add_argument("--quiet", action="store_true", help="sem barras de progresso")
         p.add_argument("--quants", default=None, metavar="Q1,Q2", help="sobrepõe as quantizações da configuração")
@@ -51,6 +53,8 @@ def _config(args):
     cfg = StudyConfig.load(args.config)
     if args.limit is not None:
         cfg.limit = args.limit
+    if args.sample is not None:
+        cfg.sample = args.sample
     if args.out:
         cfg.out = args.out
     if args.quants:

@@ -43,7 +43,8 @@ class StudyConfig:
     max_tokens: int = 64
     n_ctx: int = 2048
     seed: int = 0
-    limit: int | None = None            # questions per split (for quick looks)
+    limit: int | None = None            # questions per split (for quick looks): the first N
+    sample: int | None = None           # questions per split, evenly spaced over the whole split
     source_ids: list[str] | None = None # only corpus questions about these articles (e.g. the ones a fine-tune saw)
     mc: bool = True                     # also run the multiple-choice log-likelihood task
     mc_file: str = "data/mc/ptwiki_mc.jsonl"
@@ -108,6 +109,8 @@ def load_questions(cfg: StudyConfig) -> dict[str, list[dict]]:
         if cfg.source_ids and split != "general":
             wanted = {str(i) for i in cfg.source_ids}
             rows = [r for r in rows if str(r.get("source_id")) in wanted]
+        if cfg.sample and cfg.sample < len(rows):
+            rows = [rows[i * len(rows) // cfg.sample] for i in range(cfg.sample)]
         out[split] = rows[: cfg.limit] if cfg.limit else rows
     return out
 
