@@ -120,7 +120,25 @@ def test_train_resume_export_and_parity(workdir, monkeypatch):
     from models.registry import all_models
 
     assert all_models()["smollm2-ft-test"].base_model == "smollm2-135m-instruct"
+
+    # A second export of the same name (a retrained adapter) redoes the Q8_0 the first one left there, so no
+    # registered quantization keeps the old weights.
+    again = export(workdir / "resumed" / "adapter", ["Q4_K_M"], "smollm2-ft-test", out_dir=workdir / "export",
+                   progress=False)
+    assert set(again["outputs"]) == {"Q4_K_M", "Q8_0"}
+    assert all_models()["smollm2-ft-test-q8_0"].quant == "Q8_0"
     get_settings.cache_clear()
+
+
+@pytest.mark.slow
+def test_qlora_nf4_trains_on_cpu(workdir):
+    """The QLoRA path (bitsandbytes 4-bit NF4) runs on CPU too when asked; `auto` picks it only on CUDA."""
+    from finetune.train import train
+
+    s = train(_recipe(workdir, "qlora", quantization="nf4", max_steps=2, save_steps=100), progress=False)
+    assert s["method"].startswith("QLoRA") and s["steps"] == 2
+    assert s["train_loss"] == s["train_loss"] and s["train_loss"] > 0  # finite
+    assert (workdir / "qlora" / "adapter" / "adapter_model.safetensors").exists()
 
 
 def test_existing_checkpoints_need_resume_flag(workdir):
