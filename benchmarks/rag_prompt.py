@@ -33,7 +33,7 @@ def main(argv=None) -> int:
 
     from models.runtime import load_model
     from models.settings import get_settings
-    from rag.bench import contains_answer, hardware, load_jsonl, token_f1
+    from rag.bench import contains_answer, first_citation, hardware, load_jsonl, token_f1
     from rag.pipeline import NOT_FOUND, prompt_style, rag_stream
 
     styles = args.styles.split(",")
@@ -51,8 +51,7 @@ def main(argv=None) -> int:
             stream, hits = rag_stream(lm, q["question"], store, k=args.k, max_tokens=args.max_tokens,
                                       temperature=0.0, seed=0, style=s)
             text = "".join(stream)
-            m = re.search(r"\[(\d+)\]", text)
-            cite = int(m.group(1)) if m else None
+            cite = first_citation(text)
             rows[s].append({
                 "id": q["id"], "answer": text,
                 "contains": contains_answer(text, q["answer"], q.get("aliases", [])),

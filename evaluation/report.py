@@ -29,7 +29,8 @@ def _rows(cfg: StudyConfig) -> list[dict]:
 
     allowed = {q["id"] for qs in load_questions(cfg).values() for q in qs}
     rows = [r for r in rows if r["qid"] in allowed]
-    return [r for r in rows if r.get("settings", settings) == cfg.settings_for(r["variant"])]
+    wanted_settings = {v: cfg.settings_for(v) for v in cfg.variants}
+    return [r for r in rows if r.get("settings", settings) == wanted_settings[r["variant"]]]
 
 
 def aggregate(rows: list[dict]) -> dict:

@@ -221,7 +221,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
 
     questions = load_questions(cfg)
     cache = AnswerCache(cfg.out_dir / "answers.jsonl")
-    variant_settings = cfg.settings_for
+    settings = {v: cfg.settings_for(v) for v in cfg.variants}  # RAG variants also carry the prompt style
     counts = {"generated": 0, "cached": 0, "skipped": []}
     store = None
     if any(v.endswith("rag") for v in cfg.variants):
@@ -247,7 +247,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
                 for split, qs in questions.items():
                     for q in qs:
                         q = dict(q, split=q.get("split", split))
-                        key = cache_key(sha, variant, variant_settings(variant), q,
+                        key = cache_key(sha, variant, settings[variant], q,
                                         store_fp if variant.endswith("rag") else None)
                         if force or cache.get(key) is None:
                             todo.append((key, q))
@@ -264,7 +264,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
                     row = {"key": key, "base_model": pair.base, "model": model, "variant": variant, "quant": quant,
                            "file": path.name, "file_sha256": sha, "file_mib": round(path.stat().st_size / 2**20, 1),
                            "qid": q["id"], "split": q["split"], "question": q["question"], "gold": q["answer"],
-                           "settings": variant_settings(variant),
+                           "settings": settings[variant],
                            **gen, "rss_mib": round(rss_peak, 1)}
                     row["scores"] = score(row, q, embedder)
                     # Passages are long: keep ids and similarity, the text is in the corpus.

@@ -135,11 +135,6 @@ def prepare_default_finetune(progress: bool = True, adapter: Path = DEFAULT_ADAP
 
 
 def _adapter_digest(adapter: Path) -> str:
-    import hashlib
+    from models.gguf import sha256_file
 
-    h = hashlib.sha256()
-    for f in ("adapter_config.json", "adapter_model.safetensors"):
-        with open(adapter / f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    return "+".join(sha256_file(adapter / f) for f in ("adapter_config.json", "adapter_model.safetensors"))

@@ -172,8 +172,9 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, stop_afte
 
         shutil.rmtree(adapter)
     os.replace(tmp, adapter)
-    steps_run = trainer.state.global_step - (int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0)
-    tokens_fed = _tokens_fed(history, int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0)
+    resumed_at = int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0
+    steps_run = trainer.state.global_step - resumed_at
+    tokens_fed = _tokens_fed(history, resumed_at)
     if tokens_fed is None:  # a trl without the num_tokens log: estimate from the first examples (untruncated)
         sample = dataset.select(range(min(64, len(dataset))))
         avg = sum(len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in sample) / max(len(sample), 1)
@@ -197,7 +198,7 @@ def lean_trainer(sft_trainer_cls):
     """trl's SFTTrainer with the plain causal-LM loss of transformers' Trainer.
 
     trl's own loss path also computes, every step, the entropy and top-1 accuracy of every response token
-    (a softmax over the whole vocabulary); on CPU that made a step 17 % slower than a plain Trainer + peft
+    (a softmax over the whole vocabulary); on CPU that made a step 10–17 % slower than a plain Trainer + peft
     on the same batches (`benchmarks/finetune_throughput.py`). The loss is the same: trl's collator already
     sets the labels to -100 outside the response. `num_tokens` is still logged.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -41,40 +41,32 @@ class PromptStyle:
     demo: tuple[str, str] | None = None  # one worked exchange (user turn, assistant turn) shown before the real one
 
 
+# v2: passages set apart as quotes, an explicit one-sentence answer with an example of the citation form.
+_QUOTED = PromptStyle(
+    "Fonte [{n}] — {title}\n\"{text}\"",
+    "Use somente as fontes acima. Responda à pergunta em uma frase curta, com suas próprias palavras, sem "
+    "copiar as fontes, e termine com o número da fonte usada entre colchetes, por exemplo: "
+    "\"Foi fundada em 1554 [2].\" Se as fontes não contiverem a resposta, responda exatamente: "
+    f"\"{NOT_FOUND}\"")
+# v4: v1's layout, told to answer in its own words, no example (v2/v3's example was parroted verbatim).
+_OWN_WORDS = PromptStyle(
+    "[{n}] {title}: {text}",
+    "Responda à pergunta em uma frase curta, com suas próprias palavras, usando somente as fontes acima; não "
+    "repita as fontes. Indique a fonte usada entre colchetes, como [1]. Se as fontes não contiverem a resposta, "
+    f"responda exatamente: \"{NOT_FOUND}\"")
 PROMPT_STYLES = {
     # v1 (session 2): the 0.5B model often copied the "[1] Title: text" blocks instead of answering.
     "v1": PromptStyle("[{n}] {title}: {text}", RAG_INSTRUCTION),
-    # v2: passages set apart as quotes, an explicit one-sentence answer with an example of the citation form.
-    "v2": PromptStyle(
-        "Fonte [{n}] — {title}\n\"{text}\"",
-        "Use somente as fontes acima. Responda à pergunta em uma frase curta, com suas próprias palavras, sem "
-        "copiar as fontes, e termine com o número da fonte usada entre colchetes, por exemplo: "
-        "\"Foi fundada em 1554 [2].\" Se as fontes não contiverem a resposta, responda exatamente: "
-        f"\"{NOT_FOUND}\""),
+    "v2": _QUOTED,
     # v3: v2, then the question repeated right before the answer (small models lose it after long passages).
-    "v3": PromptStyle(
-        "Fonte [{n}] — {title}\n\"{text}\"",
-        "Use somente as fontes acima. Responda à pergunta em uma frase curta, com suas próprias palavras, sem "
-        "copiar as fontes, e termine com o número da fonte usada entre colchetes, por exemplo: "
-        "\"Foi fundada em 1554 [2].\" Se as fontes não contiverem a resposta, responda exatamente: "
-        f"\"{NOT_FOUND}\"",
-        answer_cue="\n\nPergunta: {question}\nResposta:"),
-    # v4: v1's layout, told to answer in its own words, no example (v2/v3's example was parroted verbatim).
-    "v4": PromptStyle(
-        "[{n}] {title}: {text}",
-        "Responda à pergunta em uma frase curta, com suas próprias palavras, usando somente as fontes acima; não "
-        "repita as fontes. Indique a fonte usada entre colchetes, como [1]. Se as fontes não contiverem a resposta, "
-        f"responda exatamente: \"{NOT_FOUND}\""),
+    "v3": replace(_QUOTED, answer_cue="\n\nPergunta: {question}\nResposta:"),
+    "v4": _OWN_WORDS,
     # v5: v4 plus one worked exchange on a topic outside the corpus, as a previous chat turn.
-    "v5": PromptStyle(
-        "[{n}] {title}: {text}",
-        "Responda à pergunta em uma frase curta, com suas próprias palavras, usando somente as fontes acima; não "
-        "repita as fontes. Indique a fonte usada entre colchetes, como [1]. Se as fontes não contiverem a resposta, "
-        f"responda exatamente: \"{NOT_FOUND}\"",
-        demo=("Fontes:\n[1] Torre Eiffel: A Torre Eiffel é uma torre de ferro construída em Paris para a Exposição "
-              "Universal de 1889. Foi projetada pela empresa de Gustave Eiffel.\n\n[2] Paris: Paris é a capital da "
-              "França, atravessada pelo rio Sena.\n\nPergunta: Para qual evento a Torre Eiffel foi construída?",
-              "A Torre Eiffel foi construída para a Exposição Universal de 1889 [1].")),
+    "v5": replace(_OWN_WORDS, demo=(
+        "Fontes:\n[1] Torre Eiffel: A Torre Eiffel é uma torre de ferro construída em Paris para a Exposição "
+        "Universal de 1889. Foi projetada pela empresa de Gustave Eiffel.\n\n[2] Paris: Paris é a capital da "
+        "França, atravessada pelo rio Sena.\n\nPergunta: Para qual evento a Torre Eiffel foi construída?",
+        "A Torre Eiffel foi construída para a Exposição Universal de 1889 [1].")),
 }
 DEFAULT_PROMPT_STYLE = os.environ.get("PTLLM_RAG_PROMPT", "v5")  # chosen by benchmarks/rag_prompt.py
 
