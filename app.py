@@ -125,6 +125,7 @@ def answer(variant: Variant, question: str, history: list[dict], temperature: fl
         for piece in stream:
             history[-1]["content"] += piece
             yield history, f"{header} · gerando…", sources_md
+        history[-1]["content"] = stream.text  # RAG: citations checked against the sources once it ended
         yield history, f"{header} · {stream.stats.summary()}", sources_md
     except ProjectError as exc:
         history[-1]["content"] += f"\n\n⚠️ {exc.one_line()}"

@@ -85,7 +85,10 @@ def cmd_search(args) -> int:
 def cmd_ask(args) -> int:
     from .pipeline import ask
 
+    streamed = []
+
     def show(piece):
+        streamed.append(piece)
         print(piece, end="", flush=True)
 
     result = ask(args.question, args.store, model=args.model, k=args.k, max_tokens=args.max_tokens, mode=args.mode,
@@ -94,6 +97,8 @@ def cmd_ask(args) -> int:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return 0
     print()
+    if result.answer != "".join(streamed):
+        print(f"(citações conferidas com as fontes: {result.answer})", file=sys.stderr)
     for i, h in enumerate(result.sources, 1):
         print(f"[{i}] {h.title} — {h.url} (similaridade {h.dense:.2f})", file=sys.stderr)
     print(f"[recuperação {result.retrieval_s * 1000:.0f} ms · {result.stats.summary()}]", file=sys.stderr)

@@ -47,7 +47,7 @@ def make_chain(retriever: BaseRetriever, model: str | None = None, max_tokens: i
     """LCEL: {sources, question} -> prompt with numbered passages -> llama.cpp -> {answer, sources}."""
     from models.runtime import load_model, stream_chat
 
-    from .pipeline import NOT_FOUND, build_context, is_relevant
+    from .pipeline import DEFAULT_ATTRIBUTION, NOT_FOUND, CitedStream, build_context, is_relevant
 
     def generate(inputs: dict) -> dict:
         hits = [document_to_hit(d) for d in inputs["sources"]]
@@ -56,7 +56,10 @@ def make_chain(retriever: BaseRetriever, model: str | None = None, max_tokens: i
         lm = load_model(model)
         messages, used = build_context(lm, inputs["question"], hits, max_tokens or 256)
         stream = stream_chat(lm, messages, max_tokens=max_tokens, temperature=temperature)
-        text = "".join(stream)
-        return {"answer": text, "sources": [hit_to_document(h) for h in used]}
+        if DEFAULT_ATTRIBUTION:  # the same citation check as the project's own pipeline
+            stream = CitedStream(stream, inputs["question"], [h.text for h in used])
+        for _ in stream:
+            pass
+        return {"answer": stream.text, "sources": [hit_to_document(h) for h in used]}
 
     return RunnableParallel(sources=retriever, question=RunnablePassthrough()) | RunnableLambda(generate)

@@ -13,6 +13,7 @@ from models.prompts import DEFAULT_SYSTEM_PROMPT
 from models.runtime import ChatStream, GenStats, LoadedModel, load_model, stream_chat, validate_question
 from models.settings import REPO_ROOT, get_settings
 
+from .attribution import select_sentences
 from .retrieve import open_store, search
 from .store import Hit
 
@@ -39,6 +40,7 @@ class PromptStyle:
     instruction: str
     answer_cue: str = ""  # appended after the instruction (e.g. the question again, then "Resposta:")
     demo: tuple[str, str] | None = None  # one worked exchange (user turn, assistant turn) shown before the real one
+    compress: int = 0  # keep only this many question-relevant sentences per passage (0: whole passage)
 
 
 # v2: passages set apart as quotes, an explicit one-sentence answer with an example of the citation form.
@@ -68,7 +70,12 @@ PROMPT_STYLES = {
         "França, atravessada pelo rio Sena.\n\nPergunta: Para qual evento a Torre Eiffel foi construída?",
         "A Torre Eiffel foi construída para a Exposição Universal de 1889 [1].")),
 }
+# v6/v7: v5 with each passage cut to its 2 / 3 sentences closest to the question (rag.attribution).
+PROMPT_STYLES["v6"] = replace(PROMPT_STYLES["v5"], compress=2)
+PROMPT_STYLES["v7"] = replace(PROMPT_STYLES["v5"], compress=3)
 DEFAULT_PROMPT_STYLE = os.environ.get("PTLLM_RAG_PROMPT", "v5")  # chosen by benchmarks/rag_prompt.py
+# Post-hoc citation attribution (rag.attribution.attribute): on unless PTLLM_RAG_ATTRIBUTION=0.
+DEFAULT_ATTRIBUTION = os.environ.get("PTLLM_RAG_ATTRIBUTION", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def prompt_style(name: str | None = None) -> PromptStyle:
@@ -88,9 +95,44 @@ class RagAnswer:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"answer": self.answer, "found": self.found,
+        return {"answer": self.answer, "found": self.found, **self.extra,
                 "sources": [dict(h.to_dict(), n=i + 1) for i, h in enumerate(self.sources)],
                 "timings": {"retrieval_s": round(self.retrieval_s, 4), **self.stats.to_dict()}}
+
+
+class CitedStream:
+    """Wraps the answer's stream; when it ends, checks the `[n]` markers against the passages shown
+    (`rag.attribution.attribute`). A citation added at the very end is streamed as one last piece; any other
+    change (a citation added before the final full stop, or moved) only changes `text`, which the app and the
+    CLI show once the stream ends. `attribution` tells what was done."""
+
+    def __init__(self, inner: ChatStream, question: str, passages: list[str]):
+        self.inner, self.question, self.passages = inner, question, passages
+        self.attribution = None
+        self._text = None
+
+    @property
+    def stats(self) -> GenStats:
+        return self.inner.stats
+
+    @property
+    def model(self):
+        return self.inner.model
+
+    @property
+    def text(self) -> str:
+        return self.inner.text if self._text is None else self._text
+
+    def __iter__(self) -> Iterator[str]:
+        from .attribution import attribute
+
+        yield from self.inner
+        raw = self.inner.text
+        self.attribution = attribute(raw, self.question, self.passages)
+        fixed = self.attribution.text
+        if fixed.startswith(raw) and len(fixed) > len(raw):
+            yield fixed[len(raw):]
+        self._text = fixed
 
 
 class _FixedStream:
@@ -117,7 +159,8 @@ def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: i
     budget -= sum(lm.count_tokens(m["content"]) + 8 for m in history or [])
     used, blocks = [], []
     for hit in hits:
-        words = hit.text.split()
+        text = select_sentences(question, hit.text, ps.compress) if ps.compress else hit.text
+        words = text.split()
         text = " ".join(words[:MAX_PASSAGE_WORDS]) + (" …" if len(words) > MAX_PASSAGE_WORDS else "")
         block = ps.block.format(n=len(used) + 1, title=hit.title, text=text)
         cost = lm.count_tokens(block) + 2
@@ -149,8 +192,11 @@ def is_relevant(hits: list[Hit], min_similarity: float = DEFAULT_MIN_SIMILARITY)
 def rag_stream(lm: LoadedModel, question: str, store=None, k: int = 4, history: list[dict] | None = None,
                max_tokens: int | None = None, temperature: float | None = None, mode: str = "hybrid",
                min_similarity: float = DEFAULT_MIN_SIMILARITY, style: str | None = None,
-               **gen_kwargs) -> tuple[ChatStream, list[Hit]]:
-    """Retrieve, then return (stream of the answer, the sources as numbered in the prompt)."""
+               attribution: bool | None = None, **gen_kwargs) -> tuple[ChatStream, list[Hit]]:
+    """Retrieve, then return (stream of the answer, the sources as numbered in the prompt).
+
+    With `attribution` (default: `DEFAULT_ATTRIBUTION`) the stream is a `CitedStream`: its citations are
+    checked against the passages when it ends. Iterate it to the end, then read `.text`."""
     question = validate_question(question)
     store = store if store is not None else get_settings().store_dir
     hits, retrieval_s = retrieve(question, store, k=k, mode=mode)
@@ -164,6 +210,8 @@ def rag_stream(lm: LoadedModel, question: str, store=None, k: int = 4, history: 
         raise ProjectError("as fontes recuperadas não cabem no contexto do modelo",
                            hint="reduza 'máx. de tokens' ou use um modelo com contexto maior")
     stream = stream_chat(lm, messages, max_tokens=max_tokens, temperature=temperature, **gen_kwargs)
+    if DEFAULT_ATTRIBUTION if attribution is None else attribution:
+        stream = CitedStream(stream, question, [h.text for h in used])
     stream.retrieval_s = retrieval_s
     return stream, used
 
@@ -177,8 +225,9 @@ def ask(question: str, store=None, model: str | None = None, k: int = 4, max_tok
     for piece in stream:
         if on_token:
             on_token(piece)
-    return RagAnswer(stream.text, sources, stream.stats, getattr(stream, "retrieval_s", 0.0),
-                     found=bool(sources))
+    check = getattr(stream, "attribution", None)
+    return RagAnswer(stream.text, sources, stream.stats, getattr(stream, "retrieval_s", 0.0), found=bool(sources),
+                     extra={"citations": check.action} if check is not None else {})
 
 
 def sources_markdown(sources: list[Hit]) -> str:

@@ -33,13 +33,14 @@ def search(query: str, store: Store | str | os.PathLike, k: int = 5, mode: str =
     if not isinstance(store, Store):
         store = open_store(store)
     n = max(k, CANDIDATES)
-    dense = store.dense_search(query, n) if mode in ("dense", "hybrid") else []
+    qv = store.embedder.embed_queries([query])[0] if mode in ("dense", "hybrid") else None  # embedded once
+    dense = store.dense_search(query, n, qv=qv) if qv is not None else []
     sparse = store.bm25().search(query, n) if mode in ("bm25", "hybrid") else []
     if mode == "dense":
         return dense[:k]
     hits = {h.chunk_id: h for h in dense}
     missing = [cid for cid, _ in sparse if cid not in hits]
-    hits.update(store.fetch_hits(missing))
+    hits.update(store.fetch_hits(missing, qv=qv))
     for cid, score in sparse:
         if cid in hits:
             hits[cid].bm25 = score
@@ -54,11 +55,11 @@ def search(query: str, store: Store | str | os.PathLike, k: int = 5, mode: str =
     for rank, (cid, _) in enumerate(sparse):
         fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
     ranked = sorted((cid for cid in fused if cid in hits), key=lambda c: -fused[c])[:k]
-    # Hits found only by BM25 lack a dense similarity; compute it for the returned ones (relevance gating and
-    # the sources shown use it). Only the top k: embedding every BM25 candidate would cost seconds per query.
+    # Hits found only by BM25 got their dense similarity from the stored vectors (fetch_hits); a store without
+    # vectors (none so far) falls back to embedding the returned passages.
     need = [cid for cid in ranked if hits[cid].dense is None]
     if need:
-        qv = store.embedder.embed_queries([query])[0]
+        qv = store.embedder.embed_queries([query])[0] if qv is None else qv
         pv = store.embedder.embed_passages([f"{hits[c].title}\n{hits[c].text}" for c in need])
         for cid, v in zip(need, pv):
             hits[cid].dense = float(v @ qv)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -171,6 +172,20 @@ def test_search_finds_the_source_article(store_dir, question, title, mode):
     assert hits and hits[0].title == title
 
 
+def test_hybrid_hits_carry_the_dense_similarity_of_their_stored_vector(store_dir):
+    """Hits that only BM25 found get their cosine from the vector chromadb stored (no re-embedding), equal to
+    what the dense search reports for the same passage."""
+    from rag.retrieve import open_store, search
+
+    store = open_store(store_dir)
+    question = "Que ave representa o Pantanal?"
+    hits = search(question, store, k=8, mode="hybrid")
+    assert all(h.dense is not None for h in hits)
+    dense = {h.chunk_id: h.dense for h in store.dense_search(question, store.count())}
+    for h in hits:
+        assert abs(h.dense - dense[h.chunk_id]) < 1e-4
+
+
 def test_bm25_index_is_persisted_and_reused(store_dir):
     from rag.bm25 import BM25Index
     from rag.store import Store
@@ -191,6 +206,9 @@ def test_ask_returns_answer_and_numbered_sources(store_dir):
     assert res.answer.strip()
     data = res.to_dict()
     assert data["sources"][0]["n"] == 1 and data["timings"]["completion_tokens"] > 0
+    # the citation check ran and the answer cites a passage that was shown
+    assert data["citations"] in ("kept", "added", "moved", "none")
+    assert all(1 <= int(n) <= len(res.sources) for n in re.findall(r"\[(\d+)\]", res.answer))
 
 
 def test_ask_says_not_found_when_nothing_is_relevant(store_dir):
