@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", default="evaluation/configs/default.yaml", help="YAML do estudo (padrão: %(default)s)")
         p.add_argument("--limit", type=int, default=None, metavar="N", help="só as N primeiras perguntas de cada conjunto")
         p.add_argument("--sample", type=int, default=None, metavar="N",
-                       help="N perguntas de cada conjunto espalhadas por ele inteiro (1 a cada len/N), sem viés de ordem")
+                       help="N perguntas de cada conjunto espalhadas por ele inteiro (1 a cada len/N), sem viés de ordem; "
+                            "0 = todas (sobrepõe 'sample' da configuração)")
         p.add_argument("--out", default=None, help="diretório de resultados (padrão: evaluation/results/<nome>)")
         p.add_argument("--quiet", action="store_true", help="sem barras de progresso")
         p.add_argument("--quants", default=None, metavar="Q1,Q2", help="sobrepõe as quantizações da configuração")
@@ -72,7 +73,8 @@ def cmd_run(args) -> int:
 
     cfg = _config(args)
     counts = run_study(cfg, progress=not args.quiet, force=args.force)
-    print(f"respostas: {counts['generated']} geradas, {counts['cached']} do cache; {len(counts['skipped'])} células puladas",
+    print(f"respostas: {counts['generated']} geradas, {counts['cached']} do cache (das quais {counts.get('rescored', 0)} "
+          f"reavaliadas sem gerar de novo); {len(counts['skipped'])} células puladas",
           file=sys.stderr)
     if cfg.mc and not args.no_mc:
         from .study import run_mc

@@ -40,6 +40,7 @@ class StudyConfig:
     corpus: str = "data/wiki_pt"        # used to build the store when it does not exist
     k: int = 3
     rag_prompt: str | None = None       # RAG prompt style (rag.pipeline.PROMPT_STYLES); None = the pipeline's default
+    rag_attribution: bool | None = None # post-hoc citation attribution (rag.attribution); None = the pipeline's default
     max_tokens: int = 64
     n_ctx: int = 2048
     seed: int = 0
@@ -86,7 +87,14 @@ class StudyConfig:
     def settings_for(self, variant: str) -> dict:
         """The settings an answer of `variant` depends on (RAG answers also on the RAG prompt style)."""
         settings = self.gen_settings()
-        return dict(settings, rag_prompt=self.rag_style()) if variant.endswith("rag") else settings
+        if not variant.endswith("rag"):
+            return settings
+        return dict(settings, rag_prompt=self.rag_style(), rag_attribution=self.attribution())
+
+    def attribution(self) -> bool:
+        from rag.pipeline import DEFAULT_ATTRIBUTION
+
+        return DEFAULT_ATTRIBUTION if self.rag_attribution is None else bool(self.rag_attribution)
 
     def rag_style(self) -> str:
         from rag.pipeline import DEFAULT_PROMPT_STYLE, prompt_style
@@ -170,15 +178,21 @@ def answer_one(lm, variant: str, question: dict, cfg: StudyConfig, store) -> dic
     sources = []
     if variant in ("rag", "finetuned_rag"):
         stream, hits = rag_stream(lm, question["question"], store, k=cfg.k, max_tokens=cfg.max_tokens,
-                                  temperature=0.0, seed=cfg.seed, style=cfg.rag_style())
+                                  temperature=0.0, seed=cfg.seed, style=cfg.rag_style(),
+                                  attribution=cfg.attribution())
         sources = [{"article_id": h.article_id, "title": h.title, "text": h.text, "dense": h.dense} for h in hits]
     else:
         stream = stream_chat(lm, build_messages(question["question"]), max_tokens=cfg.max_tokens,
                              temperature=0.0, seed=cfg.seed)
-    text = "".join(stream)
+    for _ in stream:
+        pass
+    text = stream.text  # RAG: after citation attribution
     total = time.perf_counter() - t0
     st = stream.stats
-    return {"answer": text.strip(), "sources": sources, "ttft_s": st.ttft_s, "total_s": total,
+    extra = {}
+    if getattr(stream, "attribution", None) is not None:
+        extra = {"raw_answer": stream.inner.text.strip(), "attribution": stream.attribution.action}
+    return {"answer": text.strip(), "sources": sources, **extra, "ttft_s": st.ttft_s, "total_s": total,
             "tokens": st.completion_tokens, "tok_s": st.tokens_per_s, "finish": st.finish_reason,
             "retrieval_s": getattr(stream, "retrieval_s", None)}
 
@@ -210,6 +224,39 @@ def score(row: dict, question: dict, embedder=None) -> dict:
     return s
 
 
+def rescore_from(prior: dict, q: dict, cfg: StudyConfig, store, embedder) -> dict | None:
+    """A RAG answer for the current settings from a cached one that differs only in the citation check.
+
+    The check (rag.attribution) runs after generation and does not change the prompt, so toggling it must not
+    regenerate anything: the model's own answer of `prior` is taken, the passages are retrieved again
+    (deterministic) and must be the ones `prior` showed — otherwise None, and the answer is regenerated —
+    then the check is applied (or not) and the answer re-scored. Timings are those of the original generation."""
+    from rag.attribution import attribute
+    from rag.pipeline import is_relevant, retrieve
+
+    raw = prior.get("raw_answer", prior["answer"]) if prior["settings"].get("rag_attribution") else prior["answer"]
+    hits, _ = retrieve(q["question"], store, k=cfg.k)
+    if not is_relevant(hits):
+        hits = []
+    shown = [(h.article_id, h.title) for h in hits]
+    if shown != [(x["article_id"], x["title"]) for x in prior["sources"]]:
+        return None
+    wanted = cfg.attribution()
+    row = dict(prior, raw_answer=raw)
+    row.pop("attribution", None)
+    if wanted and hits:
+        check = attribute(raw, q["question"], [h.text for h in hits])
+        row.update(answer=check.text.strip(), attribution=check.action)
+    else:
+        row["answer"] = raw
+    row["sources"] = [{"article_id": h.article_id, "title": h.title, "text": h.text, "dense": x.get("dense")}
+                      for h, x in zip(hits, prior["sources"])]
+    row["scores"] = score(row, q, embedder)
+    row["sources"] = prior["sources"]
+    row["rescored_from"] = prior["key"]
+    return row
+
+
 def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> dict:
     """Generate (or take from the cache) every answer of the matrix; returns counts of what was done."""
     from tqdm.auto import tqdm
@@ -222,7 +269,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     questions = load_questions(cfg)
     cache = AnswerCache(cfg.out_dir / "answers.jsonl")
     settings = {v: cfg.settings_for(v) for v in cfg.variants}  # RAG variants also carry the prompt style
-    counts = {"generated": 0, "cached": 0, "skipped": []}
+    counts = {"generated": 0, "cached": 0, "rescored": 0, "skipped": []}
     store = None
     if any(v.endswith("rag") for v in cfg.variants):
         store = _open_or_build_store(cfg, progress)
@@ -249,6 +296,15 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
                         q = dict(q, split=q.get("split", split))
                         key = cache_key(sha, variant, settings[variant], q,
                                         store_fp if variant.endswith("rag") else None)
+                        if not force and cache.get(key) is None and variant.endswith("rag"):
+                            # the same generation cached under another citation-check setting: re-score it
+                            for alt in _attribution_alternatives(settings[variant]):
+                                prior = cache.get(cache_key(sha, variant, alt, q, store_fp))
+                                row = prior and rescore_from(prior, q, cfg, store, embedder)
+                                if row:
+                                    cache.put(dict(row, key=key, settings=settings[variant]))
+                                    counts["rescored"] += 1
+                                    break
                         if force or cache.get(key) is None:
                             todo.append((key, q))
                         else:
@@ -275,6 +331,12 @@ def run_study(cfg: StudyConfig, progress: bool = True, force: bool = False) -> d
     counts["answers_file"] = str(cache.path)
     (cfg.out_dir / "config.json").write_text(json.dumps(asdict(cfg), ensure_ascii=False, indent=2) + "\n")
     return counts
+
+
+def _attribution_alternatives(settings: dict) -> list[dict]:
+    """The same settings with the citation check the other way, or absent (answers cached before it existed)."""
+    base = {k: v for k, v in settings.items() if k != "rag_attribution"}
+    return [dict(base, rag_attribution=not settings.get("rag_attribution")), base]
 
 
 def _open_or_build_store(cfg: StudyConfig, progress: bool):

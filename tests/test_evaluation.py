@@ -147,6 +147,22 @@ def test_study_runs_resumes_and_reports(study_dirs):
     assert len((out / "answers.jsonl").read_text().splitlines()) == len(rows)
 
 
+def test_turning_the_citation_check_off_rescores_without_generating(study_dirs, tmp_path):
+    """The citation check runs after generation: toggling it re-scores the cached answers (same passages,
+    retrieved again) instead of asking the model again."""
+    cfg, out = study_dirs
+    n_before = len((out / "answers.jsonl").read_text().splitlines())
+    off = tmp_path / "study-off.yaml"
+    off.write_text(cfg.read_text().replace("variants: [base, finetuned, rag]", "variants: [rag]")
+                   + "rag_attribution: false\n")
+    r = run_module("evaluation", "run", "--config", str(off), "--quiet", "--no-mc", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "0 geradas, 5 do cache (das quais 5 reavaliadas" in r.stderr
+    rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()][n_before:]
+    assert len(rows) == 5 and all(r["settings"]["rag_attribution"] is False and r["rescored_from"] for r in rows)
+    assert all(r["answer"] == r["raw_answer"] for r in rows)  # the model's own text, no marker added
+
+
 def test_cache_survives_a_cut_line(study_dirs, tmp_path):
     from evaluation.study import AnswerCache
 
