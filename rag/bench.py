@@ -161,7 +161,7 @@ def run_bench(args) -> dict:
     from .retrieve import open_store
 
     store = open_store(args.store)
-    qa = load_jsonl(args.qa)
+    qa = [q for f in str(args.qa).split(",") if f.strip() for q in load_jsonl(f.strip())]
     general = load_jsonl(args.general) if Path(args.general).exists() else []
     result = {"hardware": hardware(), "store": str(args.store), "embedder": store.embedder.name,
               "passages": store.count(), "qa_file": args.qa}
@@ -182,10 +182,12 @@ def run_bench(args) -> dict:
         result["ingestion"] = ingestion_throughput("data/wiki_pt", args.ingest_sample, store.embedder.name)
     if args.ask_limit:
         print(f"respostas do modelo em {args.ask_limit} perguntas…", file=sys.stderr)
-        step = max(1, len(qa) // args.ask_limit)
-        sample = qa[::step][: args.ask_limit]
+        ask_qa_file = getattr(args, "ask_qa", None) or args.qa.split(",")[-1]
+        ask_qa = load_jsonl(ask_qa_file)
+        step = max(1, len(ask_qa) // args.ask_limit)
+        sample = ask_qa[::step][: args.ask_limit]
         gen_sample = general[: max(10, args.ask_limit // 4)]
-        result["answers"] = answer_quality(store, sample, gen_sample, args.model)
+        result["answers"] = dict(answer_quality(store, sample, gen_sample, args.model), qa_file=ask_qa_file)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, ensure_ascii=False, indent=2))
@@ -219,7 +221,7 @@ def render_markdown(r: dict) -> str:
     if "answers" in r:
         a = r["answers"]
         lines += ["", "| `ask` on a sample | value |", "|---|---:|",
-                  f"| questions | {a['n']} |", f"| answer contained | {a['answer_contained']:.3f} |",
+                  f"| questions (`{a.get('qa_file', '')}`, evenly spread) | {a['n']} |", f"| answer contained | {a['answer_contained']:.3f} |",
                   f"| token F1 | {a['token_f1']:.3f} |", f"| first cited source is the right article | {a['citation_correct']:.3f} |",
                   f"| first retrieved source is the right article | {a['first_source_correct']:.3f} |",
                   f"| general questions answered \"não encontrei\" | {a['general_not_found_rate']:.3f} (n={a['general_n']}) |"]

@@ -42,10 +42,13 @@ def add_rag_commands(sub) -> None:
 
     p = sub.add_parser("bench", help="qualidade da recuperação, latência, ingestão e respostas (tabela Markdown)")
     p.add_argument("--store", default=default_store)
-    p.add_argument("--qa", default="data/qa/test.jsonl")
+    p.add_argument("--qa", default="data/qa/train.jsonl,data/qa/test.jsonl",
+                   help="perguntas da avaliação de recuperação (arquivos JSONL separados por vírgula)")
+    p.add_argument("--ask-qa", default="data/qa/test.jsonl", help="perguntas respondidas pelo modelo (as de teste)")
     p.add_argument("--general", default="data/qa/general.jsonl")
     p.add_argument("--model", default=None)
-    p.add_argument("--ask-limit", type=int, default=40, help="perguntas respondidas pelo modelo (0 = pula)")
+    p.add_argument("--ask-limit", type=int, default=40, help="perguntas respondidas pelo modelo, espalhadas pelo "
+                   "arquivo (0 = pula)")
     p.add_argument("--ingest-sample", type=int, default=40, help="artigos usados na medição de ingestão (0 = pula)")
     p.add_argument("--latency-store", default=None, help="índice grande (ex.: 100 mil passagens sintéticas) para p95")
     p.add_argument("--out", default="rag/results")
