@@ -124,12 +124,9 @@ def main(argv=None) -> int:
                             "mean_ms": round(statistics.mean(v), 2)} for key, v in d.items()}
                for name, d in t.items()}
     for name in stores:
-        h = summary[name]["hybrid"]
-        e = summary[name]["embed"]
-        summary[name]["index_only"] = {"p50_ms": round(pct([a - b for a, b in zip(t[name]["hybrid"], t[name]["embed"])], 50), 2),
-                                       "p95_ms": round(pct([a - b for a, b in zip(t[name]["hybrid"], t[name]["embed"])], 95), 2)}
+        index_only = [a - b for a, b in zip(t[name]["hybrid"], t[name]["embed"])]
+        summary[name]["index_only"] = {"p50_ms": round(pct(index_only, 50), 2), "p95_ms": round(pct(index_only, 95), 2)}
         summary[name]["passages"] = stores[name].count()
-        del h, e
     result = {"hardware": hardware(), "embedder": small.embedder.name, "queries": len(qa), "large_build_s": round(build_s, 1),
               "hybrid_recall@5_large": round(found / len(qa), 3), "summary": summary,
               "command": "python benchmarks/rag_latency.py " + " ".join(argv if argv is not None else sys.argv[1:])}

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
             for _ in stream:
                 pass
             text = stream.text  # after post-hoc attribution (rag.attribution); the model's own text is `raw`
-            raw = stream.inner.text if hasattr(stream, "inner") else text
+            raw = stream.raw
 
             def cited_ok(answer):
                 cite = first_citation(answer)

@@ -10,6 +10,7 @@ import random
 import re
 from typing import Iterable, Sequence
 
+from rag.attribution import citations
 from rag.text import fold, normalize_answer
 
 ABSTAIN_PATTERNS = (
@@ -105,10 +106,6 @@ def _stopwords() -> frozenset:
     from rag.text import STOPWORDS
 
     return frozenset(normalize_answer(w) for w in STOPWORDS)
-
-
-def citations(answer: str) -> list[int]:
-    return [int(n) for n in re.findall(r"\[(\d+)\]", answer)]
 
 
 def citation_correct(answer: str, source_ids: Sequence[str], gold_source: str | None) -> bool | None:

@@ -191,7 +191,7 @@ def answer_one(lm, variant: str, question: dict, cfg: StudyConfig, store) -> dic
     st = stream.stats
     extra = {}
     if getattr(stream, "attribution", None) is not None:
-        extra = {"raw_answer": stream.inner.text.strip(), "attribution": stream.attribution.action}
+        extra = {"raw_answer": stream.raw.strip(), "attribution": stream.attribution.action}
     return {"answer": text.strip(), "sources": sources, **extra, "ttft_s": st.ttft_s, "total_s": total,
             "tokens": st.completion_tokens, "tok_s": st.tokens_per_s, "finish": st.finish_reason,
             "retrieval_s": getattr(stream, "retrieval_s", None)}
@@ -232,12 +232,10 @@ def rescore_from(prior: dict, q: dict, cfg: StudyConfig, store, embedder) -> dic
     (deterministic) and must be the ones `prior` showed — otherwise None, and the answer is regenerated —
     then the check is applied (or not) and the answer re-scored. Timings are those of the original generation."""
     from rag.attribution import attribute
-    from rag.pipeline import is_relevant, retrieve
+    from rag.pipeline import relevant_hits
 
     raw = prior.get("raw_answer", prior["answer"]) if prior["settings"].get("rag_attribution") else prior["answer"]
-    hits, _ = retrieve(q["question"], store, k=cfg.k)
-    if not is_relevant(hits):
-        hits = []
+    hits, _ = relevant_hits(q["question"], store, k=cfg.k)
     shown = [(h.article_id, h.title) for h in hits]
     if shown != [(x["article_id"], x["title"]) for x in prior["sources"]]:
         return None

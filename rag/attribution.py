@@ -84,9 +84,9 @@ def attribute(answer: str, question: str, passages: list[str], margin: float = 0
         return Attribution(answer, "none", tuple(scores))
     cited = citations(body)
     if not cited:
-        body = answer.rstrip()
-        end = len(body) - len(body.rstrip(".!?…"))  # "… em 1939." -> "… em 1939 [2]."
-        return Attribution(body[:len(body) - end] + f" [{best + 1}]" + body[len(body) - end:], "added", tuple(scores))
+        text = answer.rstrip()
+        head = text.rstrip(".!?…")  # "… em 1939." -> "… em 1939 [2]."
+        return Attribution(f"{head} [{best + 1}]{text[len(head):]}", "added", tuple(scores))
 
     def fix(m: re.Match) -> str:
         n = int(m.group(1))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import shutil
 import statistics
 import sys
@@ -81,8 +80,10 @@ def token_f1(answer: str, gold: str) -> float:
 
 
 def first_citation(answer: str) -> int | None:
-    m = re.search(r"\[(\d+)\]", answer)
-    return int(m.group(1)) if m else None
+    from .attribution import citations
+
+    cited = citations(answer)
+    return cited[0] if cited else None
 
 
 def answer_quality(store, questions: list[dict], general: list[dict], model: str | None) -> dict:

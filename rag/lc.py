@@ -47,7 +47,7 @@ def make_chain(retriever: BaseRetriever, model: str | None = None, max_tokens: i
     """LCEL: {sources, question} -> prompt with numbered passages -> llama.cpp -> {answer, sources}."""
     from models.runtime import load_model, stream_chat
 
-    from .pipeline import DEFAULT_ATTRIBUTION, NOT_FOUND, CitedStream, build_context, is_relevant
+    from .pipeline import NOT_FOUND, build_context, checked, is_relevant
 
     def generate(inputs: dict) -> dict:
         hits = [document_to_hit(d) for d in inputs["sources"]]
@@ -55,9 +55,8 @@ def make_chain(retriever: BaseRetriever, model: str | None = None, max_tokens: i
             return {"answer": NOT_FOUND, "sources": []}
         lm = load_model(model)
         messages, used = build_context(lm, inputs["question"], hits, max_tokens or 256)
-        stream = stream_chat(lm, messages, max_tokens=max_tokens, temperature=temperature)
-        if DEFAULT_ATTRIBUTION:  # the same citation check as the project's own pipeline
-            stream = CitedStream(stream, inputs["question"], [h.text for h in used])
+        # the same citation check as the project's own pipeline
+        stream = checked(stream_chat(lm, messages, max_tokens=max_tokens, temperature=temperature), inputs["question"], used)
         for _ in stream:
             pass
         return {"answer": stream.text, "sources": [hit_to_document(h) for h in used]}

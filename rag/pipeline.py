@@ -123,6 +123,11 @@ class CitedStream:
     def text(self) -> str:
         return self.inner.text if self._text is None else self._text
 
+    @property
+    def raw(self) -> str:
+        """The model's own text, before the check."""
+        return self.inner.text
+
     def __iter__(self) -> Iterator[str]:
         from .attribution import attribute
 
@@ -189,6 +194,20 @@ def is_relevant(hits: list[Hit], min_similarity: float = DEFAULT_MIN_SIMILARITY)
     return bool(hits) and max((h.dense or 0.0) for h in hits) >= min_similarity
 
 
+def relevant_hits(question: str, store, k: int = 4, mode: str = "hybrid",
+                  min_similarity: float = DEFAULT_MIN_SIMILARITY) -> tuple[list[Hit], float]:
+    """(the passages to answer from, retrieval seconds): none when the best one is not relevant enough."""
+    hits, retrieval_s = retrieve(question, store, k=k, mode=mode)
+    return (hits if is_relevant(hits, min_similarity) else []), retrieval_s
+
+
+def checked(stream: ChatStream, question: str, hits: list[Hit], attribution: bool | None = None):
+    """`stream` wrapped in a CitedStream when the citation check is on (default: DEFAULT_ATTRIBUTION)."""
+    if DEFAULT_ATTRIBUTION if attribution is None else attribution:
+        return CitedStream(stream, question, [h.text for h in hits])
+    return stream
+
+
 def rag_stream(lm: LoadedModel, question: str, store=None, k: int = 4, history: list[dict] | None = None,
                max_tokens: int | None = None, temperature: float | None = None, mode: str = "hybrid",
                min_similarity: float = DEFAULT_MIN_SIMILARITY, style: str | None = None,
@@ -199,8 +218,8 @@ def rag_stream(lm: LoadedModel, question: str, store=None, k: int = 4, history: 
     checked against the passages when it ends. Iterate it to the end, then read `.text`."""
     question = validate_question(question)
     store = store if store is not None else get_settings().store_dir
-    hits, retrieval_s = retrieve(question, store, k=k, mode=mode)
-    if not is_relevant(hits, min_similarity):
+    hits, retrieval_s = relevant_hits(question, store, k=k, mode=mode, min_similarity=min_similarity)
+    if not hits:
         stream = _FixedStream(NOT_FOUND, lm)
         stream.retrieval_s = retrieval_s
         return stream, []
@@ -209,9 +228,8 @@ def rag_stream(lm: LoadedModel, question: str, store=None, k: int = 4, history: 
     if not used:
         raise ProjectError("as fontes recuperadas não cabem no contexto do modelo",
                            hint="reduza 'máx. de tokens' ou use um modelo com contexto maior")
-    stream = stream_chat(lm, messages, max_tokens=max_tokens, temperature=temperature, **gen_kwargs)
-    if DEFAULT_ATTRIBUTION if attribution is None else attribution:
-        stream = CitedStream(stream, question, [h.text for h in used])
+    stream = checked(stream_chat(lm, messages, max_tokens=max_tokens, temperature=temperature, **gen_kwargs),
+                     question, used, attribution)
     stream.retrieval_s = retrieval_s
     return stream, used
 

@@ -55,14 +55,7 @@ def search(query: str, store: Store | str | os.PathLike, k: int = 5, mode: str =
     for rank, (cid, _) in enumerate(sparse):
         fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
     ranked = sorted((cid for cid in fused if cid in hits), key=lambda c: -fused[c])[:k]
-    # Hits found only by BM25 got their dense similarity from the stored vectors (fetch_hits); a store without
-    # vectors (none so far) falls back to embedding the returned passages.
-    need = [cid for cid in ranked if hits[cid].dense is None]
-    if need:
-        qv = store.embedder.embed_queries([query])[0] if qv is None else qv
-        pv = store.embedder.embed_passages([f"{hits[c].title}\n{hits[c].text}" for c in need])
-        for cid, v in zip(need, pv):
-            hits[cid].dense = float(v @ qv)
+    # Hits found only by BM25 got their dense similarity from the vectors chromadb stored (fetch_hits).
     out = []
     for cid in ranked:
         h = hits[cid]
