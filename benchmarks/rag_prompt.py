@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=40, help="perguntas de teste (espalhadas pelo arquivo)")
+    ap.add_argument("--offset", type=int, default=0,
+                    help="start of the sample (the styles of round 4 were chosen on offset 0; 1 and 2 are held out)")
     ap.add_argument("--styles", default="v1,v2,v3")
     ap.add_argument("--model", default=None)
     ap.add_argument("--k", type=int, default=3)
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
         prompt_style(s)  # fail early on a typo
     questions = load_jsonl(ROOT / "data" / "qa" / "test.jsonl")
     step = max(1, len(questions) // args.n)
-    questions = questions[::step][: args.n]
+    questions = questions[args.offset::step][: args.n]
     lm = load_model(args.model, n_ctx=2048, instance="rag-prompt-bench")
     store = get_settings().store_dir
     rows = {s: [] for s in styles}
@@ -78,16 +80,17 @@ def main(argv=None) -> int:
         summary[s] = {k: round(sum(x[k] for x in r) / n, 3)
                       for k in ("contains", "cited_ok_raw", "cited_ok", "gold_retrieved", "not_found", "copied")}
         summary[s]["f1"] = round(sum(x["f1"] for x in r) / n, 3)
-    result = {"hardware": hardware(), "model": lm.label, "n": len(questions), "k": args.k,
+    result = {"hardware": hardware(), "model": lm.label, "n": len(questions), "offset": args.offset, "k": args.k,
               "max_tokens": args.max_tokens, "seconds": round(time.time() - t0, 1),
               "command": "python benchmarks/rag_prompt.py " + " ".join(argv or sys.argv[1:]),
               "styles": {s: {"block": prompt_style(s).block, "instruction": prompt_style(s).instruction,
-                             "answer_cue": prompt_style(s).answer_cue, "compress": prompt_style(s).compress} for s in styles},
+                             "answer_cue": prompt_style(s).answer_cue, "compress": prompt_style(s).compress,
+                             "demos": len(prompt_style(s).demos), "best_last": prompt_style(s).best_last} for s in styles},
               "summary": summary, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, ensure_ascii=False, indent=2))
-    lines = [f"RAG prompt styles — {lm.label}, {len(questions)} test questions (every {step}th of data/qa/test.jsonl), "
+    lines = [f"RAG prompt styles — {lm.label}, {len(questions)} test questions (every {step}th of data/qa/test.jsonl from #{args.offset}), "
              f"k {args.k}, greedy, {args.max_tokens} tokens; {result['hardware']}; {result['seconds']:.0f} s", "",
              "| style | answer contained | first citation = gold article (model's own) | … after attribution | gold article retrieved | copied the passages | \"não encontrei\" | token F1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]

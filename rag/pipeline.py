@@ -39,8 +39,9 @@ class PromptStyle:
     block: str        # one passage; fields n, title, text
     instruction: str
     answer_cue: str = ""  # appended after the instruction (e.g. the question again, then "Resposta:")
-    demo: tuple[str, str] | None = None  # one worked exchange (user turn, assistant turn) shown before the real one
+    demos: tuple[tuple[str, str], ...] = ()  # worked exchanges (user turn, assistant turn) shown before the real one
     compress: int = 0  # keep only this many question-relevant sentences per passage (0: whole passage)
+    best_last: bool = False  # show the passages best-last (nearest the question); numbers still follow the ranking
 
 
 # v2: passages set apart as quotes, an explicit one-sentence answer with an example of the citation form.
@@ -56,6 +57,28 @@ _OWN_WORDS = PromptStyle(
     "Responda à pergunta em uma frase curta, com suas próprias palavras, usando somente as fontes acima; não "
     "repita as fontes. Indique a fonte usada entre colchetes, como [1]. Se as fontes não contiverem a resposta, "
     f"responda exatamente: \"{NOT_FOUND}\"")
+# Worked exchanges, on topics outside the corpus (checked against data/wiki_pt).
+_DEMO_EIFFEL = (
+    "Fontes:\n[1] Torre Eiffel: A Torre Eiffel é uma torre de ferro construída em Paris para a Exposição "
+    "Universal de 1889. Foi projetada pela empresa de Gustave Eiffel.\n\n[2] Paris: Paris é a capital da "
+    "França, atravessada pelo rio Sena.\n\nPergunta: Para qual evento a Torre Eiffel foi construída?",
+    "A Torre Eiffel foi construída para a Exposição Universal de 1889 [1].")
+# several dates in one passage: the answer is the one the question asks for, not the first
+_DEMO_DATES = (
+    "Fontes:\n[1] Nova York: Os holandeses fundaram na ilha de Manhattan, na década de 1620, o povoado de Nova "
+    "Amsterdã. Em 1664 os ingleses tomaram o povoado e lhe deram o nome de Nova York, em homenagem ao Duque de "
+    "York. Em 1898 a cidade uniu-se ao Brooklyn e a outros distritos vizinhos.\n\n[2] Rio Hudson: O rio Hudson "
+    "deságua no oceano Atlântico junto a Nova York. Leva o nome do navegador Henry Hudson, que o explorou em "
+    "1609.\n\nPergunta: Em que ano Nova Amsterdã passou a se chamar Nova York?",
+    "Em 1664 [1].")
+# several names, the answer in the second passage
+_DEMO_NAMES = (
+    "Fontes:\n[1] Antibiótico: Antibióticos são substâncias que matam bactérias ou impedem o seu crescimento. "
+    "O primeiro usado em larga escala foi a penicilina, produzida em quantidade a partir da década de 1940.\n\n"
+    "[2] Penicilina: A penicilina foi descoberta em 1928 pelo médico escocês Alexander Fleming, em Londres, "
+    "quando notou que um fungo do gênero Penicillium impedia o crescimento de bactérias. Howard Florey e Ernst "
+    "Chain desenvolveram depois um método para purificá-la.\n\nPergunta: Qual médico descobriu a penicilina?",
+    "Alexander Fleming, em 1928 [2].")
 PROMPT_STYLES = {
     # v1 (session 2): the 0.5B model often copied the "[1] Title: text" blocks instead of answering.
     "v1": PromptStyle("[{n}] {title}: {text}", RAG_INSTRUCTION),
@@ -64,16 +87,24 @@ PROMPT_STYLES = {
     "v3": replace(_QUOTED, answer_cue="\n\nPergunta: {question}\nResposta:"),
     "v4": _OWN_WORDS,
     # v5: v4 plus one worked exchange on a topic outside the corpus, as a previous chat turn.
-    "v5": replace(_OWN_WORDS, demo=(
-        "Fontes:\n[1] Torre Eiffel: A Torre Eiffel é uma torre de ferro construída em Paris para a Exposição "
-        "Universal de 1889. Foi projetada pela empresa de Gustave Eiffel.\n\n[2] Paris: Paris é a capital da "
-        "França, atravessada pelo rio Sena.\n\nPergunta: Para qual evento a Torre Eiffel foi construída?",
-        "A Torre Eiffel foi construída para a Exposição Universal de 1889 [1].")),
+    "v5": replace(_OWN_WORDS, demos=(_DEMO_EIFFEL,)),
 }
 # v6/v7: v5 with each passage cut to its 2 / 3 sentences closest to the question (rag.attribution).
 PROMPT_STYLES["v6"] = replace(PROMPT_STYLES["v5"], compress=2)
 PROMPT_STYLES["v7"] = replace(PROMPT_STYLES["v5"], compress=3)
-DEFAULT_PROMPT_STYLE = os.environ.get("PTLLM_RAG_PROMPT", "v5")  # chosen by benchmarks/rag_prompt.py
+# v8: v5 with two more worked exchanges, picking one date among several and a name from the second passage.
+PROMPT_STYLES["v8"] = replace(PROMPT_STYLES["v5"], demos=(_DEMO_EIFFEL, _DEMO_DATES, _DEMO_NAMES))
+# v9: v8, told to start with the exact answer as the source writes it.
+PROMPT_STYLES["v9"] = replace(PROMPT_STYLES["v8"], instruction=(
+    "Responda à pergunta em uma frase curta usando somente as fontes acima: comece pela resposta exata (nome, "
+    "data, número ou lugar) escrita como na fonte, sem repetir a pergunta nem copiar as fontes inteiras. Indique a "
+    "fonte usada entre colchetes, como [1]. Se as fontes não contiverem a resposta, responda exatamente: "
+    f"\"{NOT_FOUND}\""))
+# v10: v8 with the passages shown best-last, next to the question.
+PROMPT_STYLES["v10"] = replace(PROMPT_STYLES["v8"], best_last=True)
+# v11: v5 (one worked exchange) with the passages best-last.
+PROMPT_STYLES["v11"] = replace(PROMPT_STYLES["v5"], best_last=True)
+DEFAULT_PROMPT_STYLE = os.environ.get("PTLLM_RAG_PROMPT", "v10")  # chosen by benchmarks/rag_prompt.py (rounds 4-5)
 # Post-hoc citation attribution (rag.attribution.attribute): on unless PTLLM_RAG_ATTRIBUTION=0.
 DEFAULT_ATTRIBUTION = os.environ.get("PTLLM_RAG_ATTRIBUTION", "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -158,9 +189,9 @@ def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: i
     ps = prompt_style(style)
     cue = ps.answer_cue.format(question=question)
     budget = (lm.n_ctx - max_tokens - lm.count_tokens(RAG_SYSTEM_PROMPT) - lm.count_tokens(question)
-              - lm.count_tokens(ps.instruction) * (2 if ps.demo else 1) - lm.count_tokens(cue) - 64)
-    if ps.demo:
-        budget -= lm.count_tokens(ps.demo[0]) + lm.count_tokens(ps.demo[1]) + 16
+              - lm.count_tokens(ps.instruction) * (1 + len(ps.demos)) - lm.count_tokens(cue) - 64)
+    for demo_user, demo_answer in ps.demos:
+        budget -= lm.count_tokens(demo_user) + lm.count_tokens(demo_answer) + 16
     budget -= sum(lm.count_tokens(m["content"]) + 8 for m in history or [])
     used, blocks = [], []
     for hit in hits:
@@ -174,12 +205,12 @@ def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: i
         budget -= cost
         used.append(hit)
         blocks.append(block)
-    sources = "\n\n".join(blocks)
+    sources = "\n\n".join(reversed(blocks) if ps.best_last else blocks)
     user = f"Fontes:\n{sources}\n\nPergunta: {question}\n\n{ps.instruction}{cue}"
     demo = []
-    if ps.demo:
-        demo = [{"role": "user", "content": f"{ps.demo[0]}\n\n{ps.instruction}"},
-                {"role": "assistant", "content": ps.demo[1]}]
+    for demo_user, demo_answer in ps.demos:
+        demo += [{"role": "user", "content": f"{demo_user}\n\n{ps.instruction}"},
+                 {"role": "assistant", "content": demo_answer}]
     messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT}, *demo, *(history or []), {"role": "user", "content": user}]
     return messages, used
 

@@ -211,6 +211,27 @@ def test_ask_returns_answer_and_numbered_sources(store_dir):
     assert all(1 <= int(n) <= len(res.sources) for n in re.findall(r"\[(\d+)\]", res.answer))
 
 
+def test_best_last_layout_keeps_ranking_numbers_and_shows_the_demos(store_dir):
+    """v10/v11 show the passages best-last, next to the question, but [1] is still the best-ranked passage
+    (the one the sources list shows first); each worked exchange is a user/assistant pair before the question."""
+    from models.runtime import load_model
+    from rag.pipeline import PROMPT_STYLES, build_context, retrieve
+
+    lm = load_model(TEST_MODEL, n_ctx=2048, instance="test-layout")
+    question = "Em que ano Curitiba foi fundada?"
+    hits, _ = retrieve(question, store_dir, k=3)
+    ranked, used = build_context(lm, question, hits, 64, style="v8")
+    flipped, used_flipped = build_context(lm, question, hits, 64, style="v10")
+    assert used == used_flipped == hits and len(hits) == 3
+    assert len(flipped) == 1 + 2 * len(PROMPT_STYLES["v10"].demos) + 1 and [m["role"] for m in flipped[1:3]] == ["user", "assistant"]
+    first, last = ranked[-1]["content"], flipped[-1]["content"]
+    assert first.index("[1] ") < first.index("[2] ") < first.index("[3] ")
+    assert last.index("[3] ") < last.index("[2] ") < last.index("[1] ") < last.index("Pergunta:")
+    blocks = re.findall(r"^\[\d\] [^\n]+", first, flags=re.M)
+    assert len(blocks) == 3 and blocks[0].startswith(f"[1] {hits[0].title}:")
+    assert re.findall(r"^\[\d\] [^\n]+", last, flags=re.M) == blocks[::-1]   # same passages, same numbers, reversed
+
+
 def test_ask_says_not_found_when_nothing_is_relevant(store_dir):
     from rag.pipeline import NOT_FOUND, ask
 
