@@ -87,10 +87,12 @@ def first_citation(answer: str) -> int | None:
 
 
 def answer_quality(store, questions: list[dict], general: list[dict], model: str | None) -> dict:
+    from tqdm import tqdm
+
     from .pipeline import NOT_FOUND, ask
 
     rows = []
-    for q in questions:
+    for q in tqdm(questions, desc="perguntas de teste", unit="q"):
         res = ask(q["question"], store, model=model, max_tokens=96)
         cite = first_citation(res.answer)
         cited_ok = bool(cite and 1 <= cite <= len(res.sources) and res.sources[cite - 1].article_id == str(q["source_id"]))
@@ -99,7 +101,7 @@ def answer_quality(store, questions: list[dict], general: list[dict], model: str
                      "f1": token_f1(res.answer, q["answer"]), "cited_ok": cited_ok, "first_source_ok": first_source_ok,
                      "found": res.found, "ttft_s": res.stats.ttft_s, "answer": res.answer})
     gen_rows = []
-    for q in general:
+    for q in tqdm(general, desc="perguntas gerais", unit="q"):
         res = ask(q["question"], store, model=model, max_tokens=64)
         gen_rows.append({"id": q["id"], "not_found": (not res.found) or NOT_FOUND.lower()[:20] in res.answer.lower(),
                          "answer": res.answer})
