@@ -25,6 +25,7 @@ class GenStats:
     """Timings of one answer. ttft includes prompt processing; tokens/s counts generation only."""
 
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV cache was kept from the previous prompt (LoadedModel.begin_prompt)
     completion_tokens: int = 0
     ttft_s: float = 0.0
     total_s: float = 0.0
@@ -53,6 +54,49 @@ class LoadedModel:
     def __init__(self, spec: ModelSpec, path: Path, info: GGUFInfo, llm, n_ctx: int):
         self.spec, self.path, self.info, self.llm, self.n_ctx = spec, path, info, llm, n_ctx
         self.lock = threading.Lock()
+        # Prompt-prefix reuse that does not change answers. llama.cpp evaluates a prompt in blocks of n_batch
+        # tokens; logits depend (slightly) on how the prompt was split, so reusing an arbitrary common prefix of
+        # the previous prompt would make a greedy answer depend on who asked before. Here only whole blocks are
+        # kept — tokens [0, k·n_batch) evaluated as blocks from position 0 by an earlier prompt — and the rest is
+        # evaluated in blocks from that boundary: exactly the split a cold start uses, so the same KV and logits.
+        # What this saves is a fixed prefix longer than a block (the RAG prompt's system turn + worked examples).
+        self.canonical = 0          # llm tokens [0, canonical) whose KV came from block-aligned prompt evaluation
+        self.last_reused = 0        # prompt tokens kept by the last begin_prompt
+        self._fresh_prompt = False
+        if llm is not None and hasattr(llm, "eval"):
+            self._wrap_eval()
+
+    def _wrap_eval(self) -> None:
+        llm, original = self.llm, self.llm.eval
+        block = max(1, int(getattr(llm, "n_batch", 512)))
+
+        def eval(tokens):
+            start = llm.n_tokens
+            if not self._fresh_prompt:
+                # generation steps, perplexity, multiple choice…: whatever is evaluated from `start` on is not
+                # block-aligned prompt KV any more
+                self.canonical = min(self.canonical, start)
+                return original(tokens)
+            self._fresh_prompt = False
+            aligned = (min(start, self.canonical) // block) * block
+            if aligned < start:  # llama-cpp-python matched more than whole blocks: evaluate the tail again
+                tokens = [int(t) for t in llm.input_ids[aligned:start]] + list(tokens)
+                llm.n_tokens = aligned
+            self.last_reused = aligned
+            self.canonical = aligned
+            original(tokens)
+            self.canonical = llm.n_tokens
+
+        llm.eval = eval
+
+    def begin_prompt(self) -> None:
+        """Before a new prompt (under the lock): keep the block-aligned prompt KV, drop the rest (see __init__)."""
+        llm = self.llm
+        llm.n_tokens = min(llm.n_tokens, self.canonical)
+        if hasattr(llm, "_requires_eval"):
+            llm._requires_eval = True  # never sample from logits left by an earlier request
+        self.last_reused = 0
+        self._fresh_prompt = True
 
     @property
     def label(self) -> str:
@@ -169,11 +213,11 @@ class ChatStream:
             start = time.perf_counter()
             stats.wait_s = start - queued
             first = True
-            # Forget the previous conversation's KV cache: llama.cpp would reuse the longest common prompt prefix,
-            # and evaluating a prompt in different batch splits changes the logits slightly, so the same greedy
-            # question could get a different answer depending on who asked before (seen in CI). Reproducibility
-            # matters more here than the ~1 s a re-read system prompt costs.
-            model.llm.reset()
+            # llama.cpp would reuse the longest common prefix of the previous prompt, and evaluating a prompt in
+            # different batch splits changes the logits slightly, so the same greedy question could get a different
+            # answer depending on who asked before (seen in CI). begin_prompt keeps only whole, block-aligned
+            # prompt blocks, which a cold start computes identically (LoadedModel.__init__).
+            model.begin_prompt()
             stream = model.llm.create_chat_completion(messages=self.messages, stream=True, **self.gen_kwargs)
             try:
                 for chunk in stream:
@@ -197,6 +241,7 @@ class ChatStream:
                 if self.text and model.llm is not None:
                     stats.completion_tokens = model.count_tokens(self.text)
                     stats.prompt_tokens = max(0, model.llm.n_tokens - stats.completion_tokens)
+                stats.cached_tokens = model.last_reused
 
 
 def stream_chat(model: LoadedModel, messages: list[dict], *, max_tokens: int | None = None,

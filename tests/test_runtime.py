@@ -61,6 +61,35 @@ def test_concurrent_streams_do_not_mix(tiny):
     assert results == expected
 
 
+def test_prompt_prefix_reuse_keeps_whole_blocks_and_answers_stay_the_same():
+    """A long shared prefix (system turn + worked examples, like the RAG prompt) is kept between questions in whole
+    n_batch blocks, and every answer equals the one a cold model gives: reuse changes speed, never text."""
+    from models.prompts import DEFAULT_SYSTEM_PROMPT
+
+    examples = [{"role": "user", "content": f"Exemplo {i}: qual é a capital do país número {i} da lista?"}
+                for i in range(3)]
+    prefix = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]
+    for ex in examples:
+        prefix += [ex, {"role": "assistant", "content": "Não sei qual é a lista [1]."}]
+    questions = ["Fale sobre rios.", "Fale sobre montanhas.", "Qual é a capital de Portugal?"]
+
+    def ask(model, q):
+        stream = stream_chat(model, prefix + [{"role": "user", "content": q}], max_tokens=20, temperature=0.0)
+        return "".join(stream), stream.stats
+
+    warm = load_model(TEST_MODEL, n_ctx=1024, n_batch=32, instance="prefix-warm")
+    answers = [ask(warm, q) for q in questions + questions[:1]]
+    assert answers[0][1].cached_tokens == 0                       # first prompt: nothing to keep
+    for text, stats in answers[1:]:
+        assert stats.cached_tokens > 0 and stats.cached_tokens % 32 == 0 and stats.cached_tokens < stats.prompt_tokens
+    assert answers[3][0] == answers[0][0]                         # the same question again, warm: same answer
+    for q, (text, _) in zip(questions, answers):                  # each equals a cold start's answer
+        cold = load_model(TEST_MODEL, n_ctx=1024, n_batch=32, instance=f"prefix-cold-{q}")
+        assert ask(cold, q)[0] == text
+        cold.close()
+    warm.close()
+
+
 def test_empty_question_is_refused_without_model_call():
     with pytest.raises(ProjectError, match="vazia"):
         validate_question("   ")
