@@ -149,7 +149,7 @@ def load_model(ref: str | os.PathLike | ModelSpec | None = None, *, n_ctx: int |
         import llama_cpp
 
         kwargs = dict(model_path=str(path), n_ctx=n_ctx, n_threads=s.n_threads, n_threads_batch=s.n_threads,
-                      n_gpu_layers=n_gpu_layers, seed=s.seed, verbose=False)
+                      n_gpu_layers=n_gpu_layers, n_batch=s.n_batch, seed=s.seed, verbose=False)
         if spec.chat_format:
             kwargs["chat_format"] = spec.chat_format
         kwargs.update(llama_kwargs)

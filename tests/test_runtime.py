@@ -33,6 +33,15 @@ def test_models_are_cached_and_labelled(tiny):
     assert tiny.label == "smollm2-135m-instruct · Q4_1"
 
 
+def test_prompt_block_size_comes_from_settings(tiny):
+    from models.settings import get_settings
+
+    assert tiny.llm.n_batch == get_settings().n_batch              # PTLLM_N_BATCH, default 256
+    explicit = load_model(TEST_MODEL, n_ctx=1024, n_batch=64, instance="explicit-batch")
+    assert explicit.llm.n_batch == 64 and explicit is not tiny     # a caller's value wins, in its own instance
+    explicit.close()
+
+
 def test_greedy_generation_is_reproducible(tiny):
     msgs = build_messages("Qual é a capital de Portugal?")
     a = "".join(stream_chat(tiny, msgs, max_tokens=16, temperature=0.0))
