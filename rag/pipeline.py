@@ -185,12 +185,35 @@ class _FixedStream:
 
 def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: int,
                   history: list[dict] | None = None, style: str | None = None) -> tuple[list[dict], list[Hit]]:
-    """The prompt: numbered passages that fit the context window (best first), then the question."""
+    """The prompt: numbered passages that fit the context window (best first), then the question.
+
+    The worked exchanges of the style are dropped, last first, when they would leave no room for even one
+    passage (a small context window: the sources matter more than the examples)."""
     ps = prompt_style(style)
+    demos = list(ps.demos)
+    while True:
+        used, blocks = _fit_passages(lm, question, hits, max_tokens, history, ps, demos)
+        if used or not demos:
+            break
+        demos.pop()
+    sources = "\n\n".join(reversed(blocks) if ps.best_last else blocks)
+    cue = ps.answer_cue.format(question=question)
+    user = f"Fontes:\n{sources}\n\nPergunta: {question}\n\n{ps.instruction}{cue}"
+    demo = []
+    for demo_user, demo_answer in demos:
+        demo += [{"role": "user", "content": f"{demo_user}\n\n{ps.instruction}"},
+                 {"role": "assistant", "content": demo_answer}]
+    messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT}, *demo, *(history or []), {"role": "user", "content": user}]
+    return messages, used
+
+
+def _fit_passages(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: int, history: list[dict] | None,
+                  ps: PromptStyle, demos: list[tuple[str, str]]) -> tuple[list[Hit], list[str]]:
+    """The hits (best first) whose numbered blocks fit next to the fixed parts of the prompt, and those blocks."""
     cue = ps.answer_cue.format(question=question)
     budget = (lm.n_ctx - max_tokens - lm.count_tokens(RAG_SYSTEM_PROMPT) - lm.count_tokens(question)
-              - lm.count_tokens(ps.instruction) * (1 + len(ps.demos)) - lm.count_tokens(cue) - 64)
-    for demo_user, demo_answer in ps.demos:
+              - lm.count_tokens(ps.instruction) * (1 + len(demos)) - lm.count_tokens(cue) - 64)
+    for demo_user, demo_answer in demos:
         budget -= lm.count_tokens(demo_user) + lm.count_tokens(demo_answer) + 16
     budget -= sum(lm.count_tokens(m["content"]) + 8 for m in history or [])
     used, blocks = [], []
@@ -205,14 +228,7 @@ def build_context(lm: LoadedModel, question: str, hits: list[Hit], max_tokens: i
         budget -= cost
         used.append(hit)
         blocks.append(block)
-    sources = "\n\n".join(reversed(blocks) if ps.best_last else blocks)
-    user = f"Fontes:\n{sources}\n\nPergunta: {question}\n\n{ps.instruction}{cue}"
-    demo = []
-    for demo_user, demo_answer in ps.demos:
-        demo += [{"role": "user", "content": f"{demo_user}\n\n{ps.instruction}"},
-                 {"role": "assistant", "content": demo_answer}]
-    messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT}, *demo, *(history or []), {"role": "user", "content": user}]
-    return messages, used
+    return used, blocks
 
 
 def retrieve(question: str, store, k: int = 4, mode: str = "hybrid") -> tuple[list[Hit], float]:

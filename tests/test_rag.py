@@ -232,6 +232,24 @@ def test_best_last_layout_keeps_ranking_numbers_and_shows_the_demos(store_dir):
     assert re.findall(r"^\[\d\] [^\n]+", last, flags=re.M) == blocks[::-1]   # same passages, same numbers, reversed
 
 
+def test_small_context_drops_worked_examples_before_the_sources(store_dir):
+    """A context too small for v10's three worked exchanges and a passage keeps the passage and drops examples,
+    last first, instead of refusing to answer."""
+    from models.runtime import load_model
+    from rag.pipeline import PROMPT_STYLES, build_context, retrieve
+
+    question = "Em que ano Curitiba foi fundada?"
+    hits, _ = retrieve(question, store_dir, k=2)
+    demos = PROMPT_STYLES["v10"].demos
+    roomy, _ = build_context(load_model(TEST_MODEL, n_ctx=2048, instance="test-layout"), question, hits, 64, style="v10")
+    small = load_model(TEST_MODEL, n_ctx=1024, instance="test-small-ctx")
+    messages, used = build_context(small, question, hits, 256, style="v10")
+    kept = (len(messages) - 2) // 2
+    assert len(roomy) == 2 + 2 * len(demos) and used and 0 <= kept < len(demos)
+    assert [m["content"] for m in messages[1:1 + 2 * kept]] == [m["content"] for m in roomy[1:1 + 2 * kept]]
+    assert messages[-1]["content"].startswith("Fontes:\n") and f"{used[0].title}:" in messages[-1]["content"]
+
+
 def test_ask_says_not_found_when_nothing_is_relevant(store_dir):
     from rag.pipeline import NOT_FOUND, ask
 
