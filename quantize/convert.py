@@ -300,6 +300,18 @@ def check_source_gguf(src: Path, allow_requantize: bool = False):
     return info
 
 
+def _check_imatrix_matches(imatrix, info) -> None:
+    """An importance matrix whose tensor names match none of the model's would be ignored without a word."""
+    from .imatrix import load_imatrix
+
+    entries, _ = load_imatrix(imatrix)  # missing / empty / non-finite files are clear errors there
+    names = {t[0] for t in info.tensors}
+    if names and not set(entries) & names:
+        raise ProjectError(f"a imatrix {Path(imatrix).name} não tem nenhum tensor deste modelo "
+                           f"(ex.: {sorted(entries)[0]!r})",
+                           hint="gere a imatrix a partir deste mesmo modelo com `python -m quantize imatrix`")
+
+
 def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, qtype: str, *, imatrix: str | os.PathLike | None = None,
                   allow_requantize: bool = False, nthread: int | None = None, progress: bool = False) -> Path:
     """llama.cpp's quantizer (llama_model_quantize through llama-cpp-python) in a child process; atomic."""
@@ -311,8 +323,8 @@ def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, qtype: str, *,
     if qt.needs_imatrix and not imatrix:
         raise ProjectError(f"{qt.name} precisa de uma matriz de importância (--imatrix)",
                            hint="gere uma com `python -m quantize imatrix` ou use Q2_K/Q3_K_M")
-    if imatrix and not Path(imatrix).is_file():
-        raise ProjectError(f"arquivo de imatrix não encontrado: {imatrix}")
+    if imatrix:
+        _check_imatrix_matches(imatrix, info)
     try:
         need = estimate_gguf_size(info, qt.name)
     except Exception:  # an architecture the simulator does not know: bound by the source size

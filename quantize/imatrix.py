@@ -281,6 +281,9 @@ def _gguf_name_map(cfg: dict):
 
     def lookup(mod_name: str) -> str | None:
         name = tmap.get_name(mod_name + ".weight", try_suffixes=(".weight",))
-        return f"{name}.weight" if name else None
+        if not name:
+            return None
+        # gguf's TensorNameMap returns the suffix it was asked to try ('blk.3.ffn_down.weight'); older copies did not
+        return name if name.endswith(".weight") else f"{name}.weight"
 
     return lookup

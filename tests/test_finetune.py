@@ -133,8 +133,11 @@ def test_train_resume_export_and_parity(workdir, monkeypatch):
 @pytest.mark.slow
 def test_qlora_nf4_trains_on_cpu(workdir):
     """The QLoRA path (bitsandbytes 4-bit NF4) runs on CPU too when asked; `auto` picks it only on CUDA."""
+    from finetune.data import prepare
     from finetune.train import train
 
+    if not (workdir / "instr.jsonl").exists():  # run alone (`-m slow`), before the test that writes it
+        prepare(str(FIXTURE), str(workdir / "qa"), workdir / "instr.jsonl", seed=1)
     s = train(_recipe(workdir, "qlora", quantization="nf4", max_steps=2, save_steps=100), progress=False)
     assert s["method"].startswith("QLoRA") and s["steps"] == 2
     assert s["train_loss"] == s["train_loss"] and s["train_loss"] > 0  # finite

@@ -189,6 +189,12 @@ def test_imatrix_reaches_the_quantizer(smollm2_f16, smollm2_quants, tmp_path):
     assert Path(plain).stat().st_size == with_imat.stat().st_size
     assert Path(plain).read_bytes() != with_imat.read_bytes()  # same layout, different rounding: the weights were used
     assert read_gguf_info(with_imat).file_type == "Q4_K_M"
+    # names that match none of the model's tensors (another model's imatrix) would be silently ignored: refused
+    wrong = save_imatrix(tmp_path / "wrong.gguf", {f"{n}.weight": v for n, v in sums.items()}, {f"{n}.weight": 4 for n in weights},
+                         "teste", 1, 64)
+    with pytest.raises(ProjectError, match="nenhum tensor deste modelo"):
+        quantize_file(smollm2_f16, tmp_path / "wrong-imat.gguf", "Q4_K_M", imatrix=wrong)
+    assert not (tmp_path / "wrong-imat.gguf").exists()
 
 
 def test_quantize_help_says_how_imatrix_works():
