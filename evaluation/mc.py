@@ -71,19 +71,44 @@ def _log_softmax_at(row, token: int) -> float:
     return float(row[token] - mx - math.log(np.exp(row - mx).sum()))
 
 
-def option_logprob(llm, context: str, option: str) -> tuple[float, int]:
-    """Sum of log P(option tokens | context) and the number of option tokens."""
+def _split(llm, context: str, option: str) -> tuple[list[int], int]:
+    """Tokens of context + option, and the first position to score (tokenizers may merge across the boundary:
+    scoring starts where the sequence stops being the context's)."""
     ctx = llm.tokenize(context.encode("utf-8"), add_bos=True)
     full = llm.tokenize((context + " " + option).encode("utf-8"), add_bos=True)
-    # Tokenizers may merge across the boundary: score from the first position where the sequences differ.
     start = 0
     while start < min(len(ctx), len(full)) and ctx[start] == full[start]:
         start += 1
-    start = max(start, 1)
+    return full, max(start, 1)
+
+
+def option_logprob(llm, context: str, option: str) -> tuple[float, int]:
+    """Sum of log P(option tokens | context) and the number of option tokens; the whole sequence evaluated anew
+    (the reference for `option_logprobs`, kept for benchmarks/mc_reuse.py)."""
+    full, start = _split(llm, context, option)
     llm.reset()
     llm.eval(full)
     total = sum(_log_softmax_at(llm.scores[i - 1], full[i]) for i in range(start, len(full)))
     return total, len(full) - start
+
+
+def option_logprobs(llm, context: str, options: list[str]) -> list[tuple[float, int]]:
+    """`option_logprob` for every option, evaluating the shared context once: the context is evaluated on its own
+    from position 0 and each option from where the context ends, so a score does not depend on which options
+    came before (the split is the same whatever the order)."""
+    out, done = [], None
+    for option in options:
+        full, start = _split(llm, context, option)
+        prefix = full[:start]
+        if prefix != done:
+            llm.reset()
+            llm.eval(prefix)
+            done = prefix
+        else:
+            llm.n_tokens = start  # drop the previous option; the context's KV and logits stay
+        llm.eval(full[start:])
+        out.append((sum(_log_softmax_at(llm.scores[i - 1], full[i]) for i in range(start, len(full))), len(full) - start))
+    return out
 
 
 def score_items(model_path: str | Path, items: list[dict], n_ctx: int = 512, progress: bool = True) -> dict:
@@ -98,7 +123,7 @@ def score_items(model_path: str | Path, items: list[dict], n_ctx: int = 512, pro
         preds = []
         for item in tqdm(items, desc=f"múltipla escolha {Path(model_path).name}", disable=not progress):
             context = PROMPT.format(question=item["question"])
-            scores = [option_logprob(llm, context, c) for c in item["choices"]]
+            scores = option_logprobs(llm, context, item["choices"])
             raw = [s for s, _ in scores]
             norm = [s / max(len(c.encode("utf-8")), 1) for (s, _), c in zip(scores, item["choices"])]
             preds.append({"id": item["id"], "group": item.get("group"), "label": item["label"],

@@ -182,3 +182,24 @@ def test_bad_config_is_a_clear_error(tmp_path):
     bad.write_text("name: x\ntemperatura: 3\n")
     r = run_module("evaluation", "report", "--config", str(bad))
     assert r.returncode == 2 and "chaves desconhecidas" in r.stderr
+
+
+def test_multiple_choice_scores_options_from_the_shared_context(tiny_model_path):
+    """The context is evaluated once per item and each option from its end: every option gets its own token
+    count, the scores do not depend on the order the options come in, and they stay close to scoring each
+    option's whole sequence anew (llama.cpp computes short batches with other kernels, so not bit-equal)."""
+    import llama_cpp
+
+    from evaluation.mc import PROMPT, option_logprob, option_logprobs
+
+    llm = llama_cpp.Llama(str(tiny_model_path), n_ctx=512, logits_all=True, verbose=False)
+    context = PROMPT.format(question="Qual é a capital de Portugal?")
+    options = ["Lisboa", "Porto", "Coimbra, às margens do rio Mondego", "Braga"]
+    shared = option_logprobs(llm, context, options)
+    reordered = option_logprobs(llm, context, options[::-1])[::-1]
+    anew = [option_logprob(llm, context, o) for o in options]
+    assert [n for _, n in shared] == [n for _, n in anew] and shared[2][1] > shared[0][1] >= 1
+    assert all(s < 0 for s, _ in shared)
+    assert [s for s, _ in shared] == pytest.approx([s for s, _ in reordered], abs=1e-6)
+    assert [s for s, _ in shared] == pytest.approx([s for s, _ in anew], abs=0.25 * len(options[2].split()) + 0.5)
+    llm.close()
