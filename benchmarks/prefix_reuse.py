@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         for c in configs:
             lm = models[c]
             if c == "cold":
-                lm.canonical = 0  # nothing kept: every prompt evaluated from position 0
+                lm.llm.reset()  # nothing kept (what the app did before): the next prompt is evaluated from position 0
             stream, hits = rag_stream(lm, q["question"], store, k=args.k, max_tokens=args.max_tokens,
                                       temperature=0.0, seed=0, style=args.style, attribution=True)
             for _ in stream:
